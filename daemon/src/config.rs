@@ -1,0 +1,368 @@
+//! The daemon's TOML configuration: typed sections, defaults per OS, and validation whose messages name
+//! the offending key. A config file never holds a secret: where a secret is needed, the config names the
+//! environment variable that carries it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::platform;
+
+/// Everything that can go wrong while loading a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The whole configuration, as read from TOML (all sections optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the daemon keeps containerd's root and state, the journal, job logs and caches.
+    pub data_dir: Option<PathBuf>,
+    pub containerd: ContainerdConfig,
+    pub network: NetworkConfig,
+    pub image: ImageConfig,
+    pub limits: Limits,
+    pub security: SecurityConfig,
+    pub runner: RunnerConfig,
+    /// Per-registry settings, keyed by registry host (with port), e.g. `"ghcr.io"` or `"localhost:5000"`.
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerdConfig {
+    /// A directory holding `containerd`, `containerd-shim-runc-v2` and `runc`; searched after the bundle
+    /// next to the ephemerd executable and before `PATH`.
+    pub bin_dir: Option<PathBuf>,
+    /// How long to wait for containerd to answer after starting it.
+    #[serde(with = "humantime_serde_compat")]
+    pub start_timeout: Duration,
+}
+
+impl Default for ContainerdConfig {
+    fn default() -> Self {
+        Self { bin_dir: None, start_timeout: Duration::from_secs(30) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Name of the Linux bridge job containers are attached to.
+    pub bridge: String,
+    /// IPv4 subnet (CIDR) the job containers get their addresses from.
+    pub subnet: String,
+    /// Directory holding the CNI plugins (`bridge`, `host-local`, `firewall`, `loopback`); searched after
+    /// the bundle and before the distribution's directories.
+    pub cni_bin_dir: Option<PathBuf>,
+    /// DNS servers for job containers; empty means the host's non-loopback resolvers.
+    pub dns: Vec<Ipv4Addr>,
+    /// TCP ports on the host that job containers may connect to (everything else on the host is refused).
+    pub allow_host_ports: Vec<u16>,
+    /// Private destinations (CIDRs) that job containers may reach despite the private-range block.
+    pub allow_cidrs: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            bridge: "ephemerd0".into(),
+            subnet: "10.231.0.0/16".into(),
+            cni_bin_dir: None,
+            dns: Vec::new(),
+            allow_host_ports: Vec::new(),
+            allow_cidrs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// The image jobs run in when nothing else names one.
+    pub default: String,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        Self { default: "docker.io/library/buildpack-deps:bookworm-scm".into() }
+    }
+}
+
+/// Resource limits applied to every job container.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// CPUs (may be fractional); 0 means unlimited.
+    pub cpus: f64,
+    /// Memory limit, e.g. `"4GiB"` or `"512MiB"`; swap is not allowed on top of it.
+    pub memory: ByteSize,
+    /// Maximum number of processes/threads.
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { cpus: 2.0, memory: ByteSize(4 << 30), pids: 4096 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Path to a seccomp profile in the containers/Docker JSON format, or `"unconfined"`. By default the
+    /// bundle's `seccomp.json`, else the distribution's `/usr/share/containers/seccomp.json`.
+    pub seccomp_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerConfig {
+    /// A host directory holding a runner tree; mounted at `/actions-runner` in every job with a per-job
+    /// writable overlay, so jobs never alter the shared copy.
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Speak plain HTTP to this registry (always the case for loopback hosts).
+    pub insecure: bool,
+    /// User name for basic auth or the token exchange.
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the password or token (never the secret itself).
+    pub password_env: Option<String>,
+}
+
+/// A byte size written as an integer or a string with a unit (`"512MiB"`, `"4GiB"`, `"1G"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like \"512MiB\""))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "KB" | "k" => 1000,
+            "KiB" | "Ki" => 1 << 10,
+            "M" | "MB" => 1_000_000,
+            "MiB" | "Mi" => 1 << 20,
+            "G" | "GB" => 1_000_000_000,
+            "GiB" | "Gi" => 1 << 30,
+            "TiB" | "Ti" => 1 << 40,
+            other => return Err(format!("unknown size unit `{other}` (use B, KiB, MiB, GiB)")),
+        };
+        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Durations are written as humantime strings (`"30s"`, `"2m"`).
+mod humantime_serde_compat {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+    }
+}
+
+/// An IPv4 network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("`{s}` is not a CIDR like 10.231.0.0/16"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("`{a}` is not an IPv4 address"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("`{p}` is not a prefix length"))?;
+        if prefix > 32 {
+            return Err(format!("prefix length {prefix} is over 32"));
+        }
+        Ok(Self { addr: Ipv4Addr::from(u32::from(addr) & Self::mask(prefix)), prefix })
+    }
+
+    fn mask(prefix: u8) -> u32 {
+        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    }
+
+    /// The first host address, used as the bridge gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + 1)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Self::mask(self.prefix) == u32::from(self.addr)
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let cfg = match path {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; the message of an error names the key and the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let subnet = Ipv4Net::parse(&self.network.subnet)
+            .map_err(|message| ConfigError::Invalid { key: "network.subnet", message })?;
+        if subnet.prefix > 28 {
+            return Err(ConfigError::Invalid {
+                key: "network.subnet",
+                message: format!("{subnet} is too small for job containers (use /28 or larger)"),
+            });
+        }
+        for c in &self.network.allow_cidrs {
+            Ipv4Net::parse(c).map_err(|message| ConfigError::Invalid { key: "network.allow_cidrs", message })?;
+        }
+        let b = &self.network.bridge;
+        if b.is_empty() || b.len() > 15 || !b.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::Invalid {
+                key: "network.bridge",
+                message: format!("`{b}` is not a valid interface name (1-15 letters, digits, - or _)"),
+            });
+        }
+        if self.limits.cpus < 0.0 || !self.limits.cpus.is_finite() {
+            return Err(ConfigError::Invalid { key: "limits.cpus", message: "must be 0 (unlimited) or more".into() });
+        }
+        if self.limits.memory.0 != 0 && self.limits.memory.0 < (6 << 20) {
+            return Err(ConfigError::Invalid {
+                key: "limits.memory",
+                message: "must be at least 6MiB (or 0 for unlimited)".into(),
+            });
+        }
+        if self.limits.pids < 0 {
+            return Err(ConfigError::Invalid { key: "limits.pids", message: "must be 0 (unlimited) or more".into() });
+        }
+        if self.image.default.trim().is_empty() {
+            return Err(ConfigError::Invalid { key: "image.default", message: "must name an image".into() });
+        }
+        for (host, r) in &self.registries {
+            if r.password_env.is_some() && r.username.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "registries.*.username",
+                    message: format!("registry `{host}` has password_env but no username"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn subnet(&self) -> Ipv4Net {
+        // validate() has checked it; fall back to the default rather than panic.
+        Ipv4Net::parse(&self.network.subnet)
+            .unwrap_or(Ipv4Net { addr: Ipv4Addr::new(10, 231, 0, 0), prefix: 16 })
+    }
+
+    /// The data dir: the configured one, else the OS default.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(platform::default_data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[network]\nbrige = \"x\"\n").unwrap_err();
+        assert!(err.contains("brige"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[network]\nsubnet = \"10.0.0.0\"", "network.subnet"),
+            ("[network]\nsubnet = \"10.0.0.0/30\"", "network.subnet"),
+            ("[network]\nbridge = \"a bridge name that is too long\"", "network.bridge"),
+            ("[limits]\ncpus = -1.0", "limits.cpus"),
+            ("[limits]\nmemory = \"1MiB\"", "limits.memory"),
+            ("[registries.\"r.example\"]\npassword_env = \"X\"", "registries.*.username"),
+        ];
+        for (text, key) in cases {
+            let cfg = Config::parse(text).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(ByteSize::parse("512MiB").unwrap().0, 512 << 20);
+        assert_eq!(ByteSize::parse("4GiB").unwrap().0, 4 << 30);
+        assert_eq!(ByteSize::parse("100").unwrap().0, 100);
+        assert!(ByteSize::parse("4 parsecs").is_err());
+        let cfg = Config::parse("[limits]\nmemory = \"64MiB\"\npids = 100").unwrap();
+        assert_eq!(cfg.limits.memory.0, 64 << 20);
+        let err = Config::parse("[limits]\nmemory = \"64Mb/s\"").unwrap_err();
+        assert!(err.contains("memory"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        let cfg = Config::parse("[containerd]\nstart_timeout = \"5s\"").unwrap();
+        assert_eq!(cfg.containerd.start_timeout, Duration::from_secs(5));
+        assert!(Config::parse("[containerd]\nstart_timeout = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn cidr_math() {
+        let n = Ipv4Net::parse("10.231.7.9/16").unwrap();
+        assert_eq!(n.to_string(), "10.231.0.0/16");
+        assert_eq!(n.gateway(), Ipv4Addr::new(10, 231, 0, 1));
+        assert!(n.contains(Ipv4Addr::new(10, 231, 200, 3)));
+        assert!(!n.contains(Ipv4Addr::new(10, 232, 0, 3)));
+    }
+}

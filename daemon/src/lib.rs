@@ -1,0 +1,9 @@
+//! ephemerd: runs forge CI jobs on your own machine, one fresh, isolated container per job.
+//!
+//! The library holds everything; `main.rs` only parses the command line and reports errors.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod config;
+pub mod platform;
+pub mod runtime;
+pub mod store;

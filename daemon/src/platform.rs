@@ -1,0 +1,106 @@
+//! The only home of OS differences: default paths and the layout of the daemon's data dir.
+
+use std::path::{Path, PathBuf};
+
+/// The default data dir: `/var/lib/ephemerd` for root, else `$XDG_DATA_HOME/ephemerd`.
+pub fn default_data_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ephemerd");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("ephemerd");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/ephemerd"),
+        None => PathBuf::from("/var/lib/ephemerd"),
+    }
+}
+
+/// Where things live under the data dir. One struct, so no module invents its own paths.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    pub root: PathBuf,
+}
+
+impl DataDirs {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// containerd's persistent root (content store, snapshots, metadata).
+    pub fn containerd_root(&self) -> PathBuf {
+        self.root.join("containerd/root")
+    }
+    /// containerd's state dir (bundles, shim state).
+    pub fn containerd_state(&self) -> PathBuf {
+        self.root.join("containerd/state")
+    }
+    pub fn containerd_config(&self) -> PathBuf {
+        self.root.join("containerd/config.toml")
+    }
+    pub fn containerd_log(&self) -> PathBuf {
+        self.root.join("containerd/containerd.log")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    /// containerd's gRPC socket (paths over 107 bytes are rejected by the kernel: see `check_socket_path`).
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.run_dir().join("containerd.sock")
+    }
+    pub fn containerd_pid(&self) -> PathBuf {
+        self.run_dir().join("containerd.pid")
+    }
+    /// Named network namespaces of jobs (bind mounts of `/proc/<tid>/ns/net`).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir().join("netns")
+    }
+    pub fn cni_dir(&self) -> PathBuf {
+        self.root.join("cni")
+    }
+    /// host-local IPAM leases (one file per leased address, holding the job id).
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.cni_dir().join("ipam")
+    }
+    /// Per-job scratch dirs (workspace, runner overlay, resolv.conf, hosts); removed with the job.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+        self.jobs_dir().join(job_id)
+    }
+    /// Job logs, kept after the job as its history.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn job_log(&self, job_id: &str) -> PathBuf {
+        self.logs_dir().join(format!("{job_id}.log"))
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("ephemerd.db")
+    }
+
+    /// Creates the directories the daemon writes to, private to root.
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true).mode(0o700);
+        for d in [self.root.clone(), self.run_dir(), self.netns_dir(), self.ipam_dir(), self.jobs_dir(), self.logs_dir()] {
+            b.create(&d)?;
+        }
+        b.create(self.root.join("containerd"))?;
+        Ok(())
+    }
+}
+
+/// Unix socket paths are limited to 107 bytes; a longer one is a clear error rather than a bind failure.
+pub fn check_socket_path(p: &Path) -> Result<(), String> {
+    let len = p.as_os_str().len();
+    if len > 107 {
+        return Err(format!(
+            "socket path {} is {len} bytes, over the 107-byte limit of unix sockets; use a shorter data_dir",
+            p.display()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The job runtime on local containerd: create → start → wait → destroy of one isolated container per job,
+//! every resource journalled before it is made, and reconciliation that removes whatever a crashed daemon
+//! left behind.
+
+pub mod binaries;
+pub mod containerd;
+pub mod network;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Ipv4Net, Limits};
+use crate::platform::DataDirs;
+use crate::store::{ResourceKind, Store, StoreError};
+use binaries::SearchPath;
+use containerd::spec::{self, Bind, Overlay, SpecInput};
+use containerd::{Containerd, CtrError, Image, ImageError, Images, task};
+use network::cni::{Cni, CniError};
+use network::firewall::{Firewall, FirewallError, Policy};
+use network::netns;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Ctr(#[from] CtrError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cni(#[from] CniError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Seccomp(#[from] containerd::seccomp::SeccompError),
+    #[error("job {id}: {what}: {source}")]
+    Io { id: String, what: &'static str, source: std::io::Error },
+    #[error("runner tree {0} is not a directory")]
+    RunnerDir(PathBuf),
+    #[error("cleaning up job {id} left {count} resource(s) behind; first error: {first}")]
+    Cleanup { id: String, count: usize, first: String },
+}
+
+/// What a job runs and how.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub id: String,
+    pub image: Image,
+    /// Replaces the image's entrypoint + cmd.
+    pub args: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    /// Binds of paths inside the job's own dir (see [`Runtime::begin`]) into the container.
+    pub binds: Vec<Bind>,
+    /// Overrides the configured limits.
+    pub limits: Option<Limits>,
+}
+
+/// How a job's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u32,
+    pub oom_killed: bool,
+}
+
+/// What reconciliation removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub jobs: Vec<String>,
+    pub containers: usize,
+    pub snapshots: usize,
+    pub netns: usize,
+    pub leases: usize,
+    pub firewall: usize,
+    pub dirs: usize,
+}
+
+impl Reconciled {
+    pub fn is_empty(&self) -> bool {
+        *self == Reconciled::default()
+    }
+}
+
+pub struct Runtime {
+    dirs: DataDirs,
+    ctr: Containerd,
+    pub images: Images,
+    store: Store,
+    cni: Cni,
+    firewall: Firewall,
+    policy: Policy,
+    limits: Limits,
+    seccomp: Option<Value>,
+    runner_dir: Option<PathBuf>,
+    swap_accounting: bool,
+}
+
+/// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
+pub fn new_job_id() -> String {
+    format!("j{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+fn swap_accounting() -> bool {
+    Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+        || (Path::new("/sys/fs/cgroup/cgroup.controllers").exists() && Path::new("/proc/swaps").exists())
+}
+
+impl Runtime {
+    pub fn new(cfg: &Config, dirs: DataDirs, ctr: Containerd, store: Store) -> Result<Self, RuntimeError> {
+        let search = SearchPath::for_cni(cfg.network.cni_bin_dir.as_deref());
+        let subnet = cfg.subnet();
+        let cni = Cni::new(&search, &cfg.network.bridge, subnet, dirs.ipam_dir(), dirs.cni_dir().join("results"))?;
+        let policy = Policy {
+            dns: network::resolvers(&cfg.network.dns),
+            host_ports: cfg.network.allow_host_ports.clone(),
+            allow: cfg.network.allow_cidrs.iter().filter_map(|c| Ipv4Net::parse(c).ok()).collect(),
+        };
+        let bundle = binaries::bundle_dir();
+        let seccomp = containerd::seccomp::load(
+            cfg.security.seccomp_profile.as_deref(),
+            &containerd::seccomp::default_locations(bundle.as_deref()),
+            &spec::default_cap_names(),
+        )?;
+        if let Some(r) = &cfg.runner.dir {
+            if !r.is_dir() {
+                return Err(RuntimeError::RunnerDir(r.clone()));
+            }
+        }
+        let images = Images::new(ctr.clone(), cfg.registries.clone());
+        Ok(Self {
+            dirs,
+            ctr,
+            images,
+            store,
+            cni,
+            firewall: Firewall::new(),
+            policy,
+            limits: cfg.limits.clone(),
+            seccomp,
+            runner_dir: cfg.runner.dir.clone(),
+            swap_accounting: swap_accounting(),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dirs.job_log(id)
+    }
+
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.cni.subnet.gateway()
+    }
+
+    /// Records a new job and makes its private dir (for files the job's binds expose).
+    pub fn begin(&self, id: &str, image: &str) -> Result<PathBuf, RuntimeError> {
+        let dir = self.dirs.job_dir(id);
+        self.store.create_job(id, image)?;
+        self.store.add_resource(id, ResourceKind::Dir, &dir.display().to_string())?;
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io { id: id.into(), what: "creating job dir", source })?;
+        Ok(dir)
+    }
+
+    /// Creates everything the job needs, up to a created (not started) task.
+    pub async fn create(&self, job: &JobSpec) -> Result<(), RuntimeError> {
+        let id = job.id.as_str();
+        let io = |what: &'static str| move |source| RuntimeError::Io { id: id.to_string(), what, source };
+        let dir = self.dirs.job_dir(id);
+
+        let ns_path = self.dirs.netns_dir().join(id);
+        self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
+        netns::create(&ns_path).map_err(io("creating network namespace"))?;
+
+        self.store.add_resource(id, ResourceKind::Cni, id)?;
+        let att = self.cni.add(id, &ns_path).await?;
+        debug!(job = id, ip = %att.ip, "network attached");
+
+        self.store.add_resource(id, ResourceKind::Firewall, id)?;
+        self.firewall.add_job(id, att.ip, &self.policy).await?;
+
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(io("writing /etc files"))?;
+        std::fs::write(etc.join("resolv.conf"), network::render_resolv_conf(&self.policy.dns, &network::host_search_domains()))
+            .map_err(io("writing resolv.conf"))?;
+        std::fs::write(etc.join("hosts"), network::render_hosts(id, Some(att.ip))).map_err(io("writing hosts"))?;
+        std::fs::write(etc.join("hostname"), format!("{id}\n")).map_err(io("writing hostname"))?;
+        let mut binds = vec![
+            Bind { source: etc.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: true },
+            Bind { source: etc.join("hosts"), destination: "/etc/hosts".into(), readonly: true },
+            Bind { source: etc.join("hostname"), destination: "/etc/hostname".into(), readonly: true },
+        ];
+        binds.extend(job.binds.iter().cloned());
+        let mut overlays = Vec::new();
+        if let Some(lower) = &self.runner_dir {
+            let (upper, work) = (dir.join("runner/upper"), dir.join("runner/work"));
+            std::fs::create_dir_all(&upper).map_err(io("creating runner overlay"))?;
+            std::fs::create_dir_all(&work).map_err(io("creating runner overlay"))?;
+            overlays.push(Overlay { lower: lower.clone(), upper, work, destination: "/actions-runner".into() });
+        }
+
+        let input = SpecInput {
+            hostname: id.to_string(),
+            image: &job.image.config,
+            args: job.args.clone(),
+            env: job.env.clone(),
+            workdir: job.workdir.clone(),
+            binds,
+            overlays,
+            netns: Some(ns_path.clone()),
+            limits: job.limits.clone().unwrap_or_else(|| self.limits.clone()),
+            swap_accounting: self.swap_accounting,
+            seccomp: self.seccomp.clone(),
+            cgroups_path: format!("/ephemerd/{id}"),
+        };
+        let spec = spec::build(&input)?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Io {
+            id: id.into(),
+            what: "serialising the OCI spec",
+            source: std::io::Error::other(e),
+        })?;
+
+        let log = self.dirs.job_log(id);
+        std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io("creating the job log"))?;
+
+        let lease = self.ctr.create_lease("job", Duration::from_secs(600)).await?;
+        let result = async {
+            self.store.add_resource(id, ResourceKind::Snapshot, id)?;
+            let mounts = task::prepare_rootfs(&self.ctr, id, &job.image.chain_id, &lease).await?;
+            self.store.add_resource(id, ResourceKind::Container, id)?;
+            task::create_container(&self.ctr, id, &job.image.name, spec_json).await?;
+            task::create_task(&self.ctr, id, mounts, &log).await?;
+            Ok::<_, RuntimeError>(())
+        }
+        .await;
+        self.ctr.delete_lease(&lease).await;
+        result
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        Ok(task::start(&self.ctr, id).await?)
+    }
+
+    /// Waits for the job's process to end and records how.
+    pub async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
+        let code = task::wait(&self.ctr, id).await?;
+        let oom_killed = oom_kills(id) > 0;
+        self.store.set_exited(id, i64::from(code), oom_killed)?;
+        Ok(Exit { code, oom_killed })
+    }
+
+    /// Sends `signal` to every process of the job.
+    pub async fn kill(&self, id: &str, signal: u32) -> Result<(), RuntimeError> {
+        Ok(task::kill(&self.ctr, id, signal).await?)
+    }
+
+    /// Removes everything the journal says the job owns, newest first. Idempotent; a resource that cannot be
+    /// removed stays in the journal for the next attempt.
+    pub async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut errors: Vec<String> = Vec::new();
+        for r in self.store.resources(id)? {
+            let outcome: Result<(), String> = match r.kind {
+                ResourceKind::Container => task::remove_container(&self.ctr, &r.name).await.map_err(|e| e.to_string()),
+                ResourceKind::Snapshot => task::remove_snapshot(&self.ctr, &r.name).await.map_err(|e| e.to_string()),
+                ResourceKind::Firewall => self.firewall.remove_job(&r.name).await.map_err(|e| e.to_string()),
+                ResourceKind::Cni => {
+                    self.cni.del(&r.name, &self.dirs.netns_dir().join(&r.name)).await.map_err(|e| e.to_string())
+                }
+                ResourceKind::Netns => netns::remove(Path::new(&r.name)).map_err(|e| e.to_string()),
+                ResourceKind::Dir => remove_dir(Path::new(&r.name)).map_err(|e| e.to_string()),
+            };
+            match outcome {
+                Ok(()) => self.store.remove_resource(id, r.kind, &r.name)?,
+                Err(e) => {
+                    warn!(job = id, kind = r.kind.as_str(), name = %r.name, error = %e, "cannot remove job resource");
+                    errors.push(format!("{} {}: {e}", r.kind.as_str(), r.name));
+                }
+            }
+        }
+        if let Some(first) = errors.first() {
+            return Err(RuntimeError::Cleanup { id: id.into(), count: errors.len(), first: first.clone() });
+        }
+        if self.store.job_exists(id)? {
+            self.store.set_cleaned(id)?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of ours that belongs to no job in `live`: journalled jobs first, then anything
+    /// found by label, tag, lease or path that the journal does not know (a crash before it was written).
+    pub async fn reconcile(&self, live: &HashSet<String>) -> Result<Reconciled, RuntimeError> {
+        let mut rep = Reconciled::default();
+        for job in self.store.unclean_jobs()? {
+            if live.contains(&job.id) {
+                continue;
+            }
+            if let Err(e) = self.destroy(&job.id).await {
+                warn!(job = %job.id, error = %e, "reconcile: job not fully cleaned");
+            }
+            rep.jobs.push(job.id);
+        }
+        for id in task::owned_containers(&self.ctr).await? {
+            if !live.contains(&id) {
+                task::remove_container(&self.ctr, &id).await?;
+                rep.containers += 1;
+            }
+        }
+        for key in task::owned_snapshots(&self.ctr).await? {
+            if !live.contains(&key) {
+                task::remove_snapshot(&self.ctr, &key).await?;
+                rep.snapshots += 1;
+            }
+        }
+        for id in self.firewall.tagged_jobs().await {
+            if !live.contains(&id) {
+                self.firewall.remove_job(&id).await?;
+                rep.firewall += 1;
+            }
+        }
+        for (_, owner) in self.cni.leases() {
+            if !live.contains(&owner) {
+                self.cni.del(&owner, &self.dirs.netns_dir().join(&owner)).await?;
+                rep.leases += 1;
+            }
+        }
+        for (name, path) in list_dir(&self.dirs.netns_dir()) {
+            if !live.contains(&name) {
+                netns::remove(&path).map_err(|source| RuntimeError::Io { id: name, what: "removing netns", source })?;
+                rep.netns += 1;
+            }
+        }
+        for (name, path) in list_dir(&self.dirs.jobs_dir()) {
+            if !live.contains(&name) {
+                remove_dir(&path).map_err(|source| RuntimeError::Io { id: name, what: "removing job dir", source })?;
+                rep.dirs += 1;
+            }
+        }
+        if !rep.is_empty() {
+            info!(?rep, "removed what an earlier run left behind");
+        }
+        Ok(rep)
+    }
+}
+
+fn list_dir(dir: &Path) -> Vec<(String, PathBuf)> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path()))).collect())
+        .unwrap_or_default()
+}
+
+fn remove_dir(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The number of OOM kills in the job's memory cgroup (v1 or v2), read before the task is deleted.
+fn oom_kills(id: &str) -> u64 {
+    let candidates = [
+        (format!("/sys/fs/cgroup/memory/ephemerd/{id}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup/ephemerd/{id}/memory.events"), "oom_kill "),
+    ];
+    for (path, key) in candidates {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return text
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}

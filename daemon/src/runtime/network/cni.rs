@@ -1,0 +1,224 @@
+//! CNI, spoken directly: the plugins (`loopback`, then `bridge` + `host-local` + `firewall`) are executed
+//! with the CNI environment and their config on stdin, chaining `prevResult` as the spec says. The ADD
+//! result is cached per job so DEL can hand it back; leases live in our own IPAM dir.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::config::Ipv4Net;
+use crate::runtime::binaries::{NotFound, SearchPath};
+
+pub const NETWORK_NAME: &str = "ephemerd";
+const CNI_VERSION: &str = "1.0.0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CniError {
+    #[error(transparent)]
+    Plugin(#[from] NotFound),
+    #[error("CNI {command} {plugin} for {id}: {message}")]
+    Exec { command: &'static str, plugin: String, id: String, message: String },
+    #[error("CNI result for {id} has no IPv4 address")]
+    NoAddress { id: String },
+}
+
+/// What the job got from the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+}
+
+/// The job network: a bridge with NAT, addresses from our subnet, CNI's own forwarding rules.
+pub struct Cni {
+    plugin_dir: PathBuf,
+    loopback: Value,
+    chain: Vec<Value>,
+    results_dir: PathBuf,
+    pub subnet: Ipv4Net,
+    ipam_dir: PathBuf,
+}
+
+impl Cni {
+    pub fn new(search: &SearchPath, bridge: &str, subnet: Ipv4Net, ipam_dir: PathBuf, results_dir: PathBuf) -> Result<Self, CniError> {
+        let bridge_bin = search.find("bridge", "the CNI bridge plugin (Debian: containernetworking-plugins)")?;
+        for p in ["host-local", "firewall", "loopback"] {
+            let found = search.find(p, "a CNI plugin (Debian: containernetworking-plugins)")?;
+            if found.parent() != bridge_bin.parent() {
+                return Err(CniError::Plugin(NotFound {
+                    name: p.into(),
+                    what: "a CNI plugin in the same directory as `bridge`",
+                    looked: bridge_bin.parent().map(|d| vec![d.display().to_string()]).unwrap_or_default(),
+                }));
+            }
+        }
+        let plugin_dir = bridge_bin.parent().map(Path::to_path_buf).unwrap_or_default();
+        let chain = vec![
+            json!({
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": subnet.to_string(), "gateway": subnet.gateway().to_string() }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": ipam_dir.display().to_string(),
+                },
+            }),
+            json!({ "type": "firewall", "backend": "iptables" }),
+        ];
+        Ok(Self { plugin_dir, loopback: json!({ "type": "loopback" }), chain, results_dir, subnet, ipam_dir })
+    }
+
+    fn result_path(&self, id: &str) -> PathBuf {
+        self.results_dir.join(format!("{id}.json"))
+    }
+
+    /// Attaches the namespace at `netns` to the job network.
+    pub async fn add(&self, id: &str, netns: &Path) -> Result<Attachment, CniError> {
+        std::fs::create_dir_all(&self.results_dir).ok();
+        self.exec("ADD", id, netns, "lo", "lo", &self.loopback, None).await?;
+        let mut prev: Option<Value> = None;
+        for conf in &self.chain {
+            let out = self.exec("ADD", id, netns, "eth0", NETWORK_NAME, conf, prev.as_ref()).await?;
+            prev = Some(out);
+        }
+        let result = prev.unwrap_or(Value::Null);
+        // Cached for DEL; written before anything else can fail.
+        let _ = std::fs::write(self.result_path(id), result.to_string());
+        parse_attachment(&result).ok_or_else(|| CniError::NoAddress { id: id.to_string() })
+    }
+
+    /// Detaches the job: DEL through the chain in reverse, with the cached result (or one rebuilt from the
+    /// job's lease). Idempotent: DEL of something already gone succeeds.
+    pub async fn del(&self, id: &str, netns: &Path) -> Result<(), CniError> {
+        let prev = std::fs::read_to_string(self.result_path(id))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .or_else(|| self.lease_of(id).map(|ip| synth_result(ip, self.subnet)));
+        let netns_arg: &Path = if netns.exists() { netns } else { Path::new("") };
+        let mut first_err = None;
+        for conf in self.chain.iter().rev() {
+            if let Err(e) = self.exec("DEL", id, netns_arg, "eth0", NETWORK_NAME, conf, prev.as_ref()).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        let _ = std::fs::remove_file(self.result_path(id));
+        match first_err {
+            Some(e) if self.lease_of(id).is_some() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The address leased to `id` in our IPAM dir, if any.
+    pub fn lease_of(&self, id: &str) -> Option<Ipv4Addr> {
+        self.leases().into_iter().find(|(_, owner)| owner == id).map(|(ip, _)| ip)
+    }
+
+    /// Every lease: (address, owning container id).
+    pub fn leases(&self) -> Vec<(Ipv4Addr, String)> {
+        let dir = self.ipam_dir.join(NETWORK_NAME);
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Vec::new() };
+        rd.flatten()
+            .filter_map(|e| {
+                let ip: Ipv4Addr = e.file_name().to_str()?.parse().ok()?;
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                Some((ip, text.lines().next()?.trim().to_string()))
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exec(
+        &self,
+        command: &'static str,
+        id: &str,
+        netns: &Path,
+        ifname: &str,
+        name: &str,
+        conf: &Value,
+        prev: Option<&Value>,
+    ) -> Result<Value, CniError> {
+        let plugin = conf["type"].as_str().unwrap_or_default().to_string();
+        let err = |message: String| CniError::Exec { command, plugin: plugin.clone(), id: id.to_string(), message };
+        let mut stdin_conf = conf.clone();
+        stdin_conf["cniVersion"] = json!(CNI_VERSION);
+        stdin_conf["name"] = json!(name);
+        if let Some(p) = prev {
+            stdin_conf["prevResult"] = p.clone();
+        }
+        let mut child = Command::new(self.plugin_dir.join(&plugin))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &self.plugin_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| err(e.to_string()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(stdin_conf.to_string().as_bytes()).await.map_err(|e| err(e.to_string()))?;
+        }
+        let out = child.wait_with_output().await.map_err(|e| err(e.to_string()))?;
+        if !out.status.success() {
+            // Plugins report errors as JSON on stdout: {"code": .., "msg": .., "details": ..}.
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let msg = match (v["msg"].as_str(), v["details"].as_str()) {
+                (Some(m), Some(d)) if !d.is_empty() => format!("{m}: {d}"),
+                (Some(m), _) => m.to_string(),
+                _ => format!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            };
+            return Err(err(msg.trim().to_string()));
+        }
+        if command == "ADD" {
+            serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unreadable result: {e}")))
+        } else {
+            Ok(Value::Null)
+        }
+    }
+}
+
+fn parse_attachment(result: &Value) -> Option<Attachment> {
+    result["ips"].as_array()?.iter().find_map(|ip| {
+        let addr = ip["address"].as_str()?.split('/').next()?.parse::<Ipv4Addr>().ok()?;
+        let gw = ip["gateway"].as_str().and_then(|g| g.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        Some(Attachment { ip: addr, gateway: gw })
+    })
+}
+
+/// A minimal ADD result for DEL when the cached one is lost (crash between ADD and caching).
+fn synth_result(ip: Ipv4Addr, subnet: Ipv4Net) -> Value {
+    json!({
+        "cniVersion": CNI_VERSION,
+        "interfaces": [{ "name": "eth0" }],
+        "ips": [{ "address": format!("{ip}/{}", subnet.prefix), "gateway": subnet.gateway().to_string(), "interface": 0 }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_from_a_bridge_result() {
+        let r = json!({"cniVersion":"1.0.0","interfaces":[{"name":"ephemerd0"},{"name":"veth1"},{"name":"eth0","sandbox":"/x"}],
+            "ips":[{"interface":2,"address":"10.231.0.7/16","gateway":"10.231.0.1"}]});
+        assert_eq!(
+            parse_attachment(&r),
+            Some(Attachment { ip: Ipv4Addr::new(10, 231, 0, 7), gateway: Ipv4Addr::new(10, 231, 0, 1) })
+        );
+        assert_eq!(parse_attachment(&json!({})), None);
+        let s = synth_result(Ipv4Addr::new(10, 231, 0, 9), Ipv4Net::parse("10.231.0.0/16").unwrap());
+        assert_eq!(parse_attachment(&s).unwrap().ip, Ipv4Addr::new(10, 231, 0, 9));
+    }
+}

@@ -104,3 +104,38 @@ pub fn check_socket_path(p: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// An exclusive lock on a data dir: one ephemerd (and so one containerd) per data dir.
+pub struct DataDirLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl DataDirLock {
+    /// Takes the lock, or says which process holds it.
+    pub fn acquire(dirs: &DataDirs) -> Result<Self, String> {
+        use std::io::Write;
+        let path = dirs.root.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(mut lock) => {
+                let _ = lock.set_len(0);
+                let _ = write!(lock, "{}\n", std::process::id());
+                Ok(Self { _lock: lock })
+            }
+            Err((_, _)) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(format!(
+                    "data dir {} is in use by another ephemerd (pid {}); stop it or use another --data-dir",
+                    dirs.root.display(),
+                    holder.trim()
+                ))
+            }
+        }
+    }
+}

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
     get_default_readonly_paths,
 };
 use serde_json::Value;
@@ -150,12 +149,6 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .ambient(HashSet::new())
         .build()
         .map_err(build_err)?;
-    let nofile = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .soft(65536u64)
-        .hard(65536u64)
-        .build()
-        .map_err(build_err)?;
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(UserBuilder::default().uid(uid).gid(gid).build().map_err(build_err)?)
@@ -163,7 +156,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .env(env)
         .cwd(PathBuf::from(cwd))
         .capabilities(capabilities)
-        .rlimits(vec![nofile])
+        // Limits are inherited from containerd (as Docker does); raising them needs privileges jobs lack.
+        .rlimits(vec![])
         .no_new_privileges(true)
         .build()
         .map_err(build_err)?;

@@ -79,7 +79,6 @@ disabled_plugins = [
   "io.containerd.internal.v1.opt",
   "io.containerd.internal.v1.tracing",
   "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.runtime.v1.linux",
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.devmapper",

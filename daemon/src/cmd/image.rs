@@ -1,0 +1,33 @@
+//! `ephemerd image import|pull`.
+
+use std::path::Path;
+
+use ephemerd::config::Config;
+use ephemerd::platform::DataDirs;
+use ephemerd::runtime::containerd::image::normalize;
+
+use super::{Session, progress_printer, usage};
+
+pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+    if !file.is_file() {
+        return Err(usage(format!("image archive {} does not exist", file.display())));
+    }
+    let s = Session::start(&cfg, &dirs).await?;
+    let progress = progress_printer(format!("Importing {}", file.display()));
+    let r = s.runtime.images.import(file, &progress).await;
+    s.stop().await;
+    for img in r? {
+        println!("{}", img.name);
+    }
+    Ok(0)
+}
+
+pub async fn pull(reference: &str, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+    normalize(reference).map_err(usage)?;
+    let s = Session::start(&cfg, &dirs).await?;
+    let progress = progress_printer(format!("Pulling {reference}"));
+    let r = s.runtime.images.pull(reference, &progress).await;
+    s.stop().await;
+    println!("{}", r?.name);
+    Ok(0)
+}

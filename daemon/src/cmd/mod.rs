@@ -1,0 +1,146 @@
+//! The commands of the binary, and what they share: a session (data dir lock, supervised containerd,
+//! journal, runtime, start-up reconciliation) and the mapping of failures to exit codes.
+
+mod image;
+mod run;
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use ephemerd::config::Config;
+use ephemerd::platform::{DataDirLock, DataDirs};
+use ephemerd::runtime::binaries::SearchPath;
+use ephemerd::runtime::containerd::{Binaries, Containerd, Progress, Supervisor};
+use ephemerd::runtime::Runtime;
+use ephemerd::store::Store;
+
+use crate::cli::{Cli, Command, ImageCommand};
+
+/// Bad input: a usage, config or workflow error.
+pub const EXIT_USAGE: u8 = 2;
+/// ephemerd itself could not do its part (containerd, image, network).
+pub const EXIT_INFRA: u8 = 125;
+/// Stopped by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// An error caused by what the user gave us; exits with [`EXIT_USAGE`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+pub fn usage(msg: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Usage(msg.to_string()))
+}
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<Usage>().is_some()) { EXIT_USAGE } else { EXIT_INFRA }
+}
+
+/// The error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+pub fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let cfg = Config::load(cli.global.config.as_deref()).map_err(usage)?;
+    let dirs = DataDirs::new(cli.global.data_dir.clone().unwrap_or_else(|| cfg.data_dir()));
+    match cli.command {
+        Command::Run(args) => run::run(args, cfg, dirs).await,
+        Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
+        Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
+        Command::Cleanup => {
+            let s = Session::start(&cfg, &dirs).await?;
+            let n = s.reconciled.clone();
+            s.stop().await;
+            if n.is_empty() {
+                println!("nothing to clean up");
+            } else {
+                println!(
+                    "removed: {} job(s), {} container(s), {} snapshot(s), {} netns, {} IP lease(s), {} rule set(s), {} dir(s)",
+                    n.jobs.len(), n.containers, n.snapshots, n.netns, n.leases, n.firewall, n.dirs
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A running containerd with everything needed to run jobs; stop it with [`Session::stop`].
+pub struct Session {
+    _lock: DataDirLock,
+    supervisor: Supervisor,
+    pub runtime: Runtime,
+    pub reconciled: ephemerd::runtime::Reconciled,
+}
+
+impl Session {
+    pub async fn start(cfg: &Config, dirs: &DataDirs) -> anyhow::Result<Self> {
+        if !nix::unistd::geteuid().is_root() {
+            anyhow::bail!("ephemerd needs root on Linux to run containers (containerd, network namespaces, iptables)");
+        }
+        dirs.create().with_context(|| format!("cannot create data dir {}", dirs.root.display()))?;
+        let lock = DataDirLock::acquire(dirs).map_err(anyhow::Error::msg)?;
+        let bins = Binaries::find(&SearchPath::for_executables(cfg.containerd.bin_dir.as_deref()))?;
+        let supervisor = Supervisor::start(dirs, bins, cfg.containerd.start_timeout).await?;
+        let started = async {
+            let ctr = Containerd::connect(supervisor.socket()).await?;
+            let store = Store::open(&dirs.journal())?;
+            let runtime = Runtime::new(cfg, dirs.clone(), ctr, store)?;
+            let reconciled = runtime.reconcile(&HashSet::new()).await?;
+            Ok::<_, anyhow::Error>((runtime, reconciled))
+        }
+        .await;
+        match started {
+            Ok((runtime, reconciled)) => Ok(Self { _lock: lock, supervisor, runtime, reconciled }),
+            Err(e) => {
+                supervisor.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn stop(self) {
+        self.supervisor.stop().await;
+    }
+}
+
+/// Prints pull/import progress on stderr: a live line on a terminal, start and end otherwise.
+pub fn progress_printer(what: String) -> impl Fn(Progress) + Send + Sync {
+    let tty = std::io::stderr().is_terminal();
+    let last = std::sync::Mutex::new((std::time::Instant::now(), u64::MAX));
+    move |p: Progress| {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let Ok(mut l) = last.lock() else { return };
+        let done = p.done >= p.total;
+        if tty {
+            if done || l.0.elapsed().as_millis() >= 100 {
+                eprint!("\r{what}: {:.1}/{:.1} MiB", mib(p.done), mib(p.total));
+                if done {
+                    eprintln!();
+                }
+                l.0 = std::time::Instant::now();
+            }
+        } else if p.done == 0 && l.1 == u64::MAX {
+            eprintln!("{what}: {:.1} MiB", mib(p.total));
+            l.1 = 0;
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! `ephemerd run`: one workflow job in a fresh container, through the same runtime path as forge jobs,
+//! with its steps' output live on the terminal. Ctrl-C stops the job and cleans up.
+
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ephemerd::config::Config;
+use ephemerd::platform::DataDirs;
+use ephemerd::runtime::containerd::image::normalize;
+use ephemerd::runtime::containerd::spec::Bind;
+use ephemerd::runtime::{Exit, JobSpec, new_job_id};
+use ephemerd::workflow::output::Renderer;
+use ephemerd::workflow::plan::{JobPlan, WORKSPACE};
+use ephemerd::workflow::{driver, model, plan, workspace};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::Instrument;
+
+use super::{EXIT_INTERRUPTED, Session, progress_printer, usage};
+use crate::cli::RunArgs;
+
+/// The workflow file: the given one, else the only one in `.github/workflows`.
+fn find_workflow(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        if !p.is_file() {
+            return Err(usage(format!("workflow file {} does not exist", p.display())));
+        }
+        return Ok(p);
+    }
+    let dir = Path::new(".github/workflows");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(usage("no workflow given and none found in .github/workflows")),
+        _ => Err(usage(format!(
+            "several workflows in .github/workflows; name one: {}",
+            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub async fn run(args: RunArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+    // Everything about the input is checked before containerd starts.
+    let file = find_workflow(args.workflow)?;
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(&file).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
+    let wf = model::parse(&text).map_err(|e| usage(format!("{shown}: {e}")))?;
+    let plan = plan::plan(&wf, &shown, args.job.as_deref()).map_err(usage)?;
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let rendered = driver::render(&plan, &nonce).map_err(|e| usage(format!("{shown}: {e}")))?;
+    let image_ref = args.image.unwrap_or_else(|| cfg.image.default.clone());
+    normalize(&image_ref).map_err(usage)?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let root = workspace::repo_root(&file);
+
+    let session = Session::start(&cfg, &dirs).await?;
+    let r = run_job(&session, &plan, &rendered, &nonce, &image_ref, &root).await;
+    session.stop().await;
+    r
+}
+
+async fn run_job(
+    s: &Session,
+    plan: &JobPlan,
+    rendered: &driver::Rendered,
+    nonce: &str,
+    image_ref: &str,
+    root: &Path,
+) -> anyhow::Result<u8> {
+    let rt = &s.runtime;
+    let progress = progress_printer(format!("Pulling {image_ref}"));
+    let image = rt.images.ensure(image_ref, &progress).await?;
+    let id = new_job_id();
+    let span = tracing::info_span!("job", id = %id, workflow = %plan.workflow, job = %plan.job_id, image = %image.name, container = %id);
+    let color = std::io::stdout().is_terminal();
+    let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
+    println!("{}", bold(&format!("Job `{}` of {} in {} (job id {id})", plan.name, plan.workflow, image.name)));
+
+    let dir = rt.begin(&id, &image.name)?;
+    let started = Instant::now();
+    let mut renderer = Renderer::new(plan, nonce, color);
+    let mut cursor = LogCursor::default();
+    let outcome = async {
+        let scripts = dir.join("ephemerd");
+        for (rel, content) in &rendered.files {
+            let p = scripts.join(rel);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, content)?;
+        }
+        let ws = dir.join("workspace");
+        std::fs::create_dir_all(&ws)?;
+        workspace::copy_repository(root, &ws).with_context(|| format!("copying {} into the job", root.display()))?;
+        let spec = JobSpec {
+            id: id.clone(),
+            image: image.clone(),
+            args: Some(rendered.args.clone()),
+            env: Vec::new(),
+            workdir: Some(WORKSPACE.into()),
+            binds: vec![
+                Bind { source: ws, destination: WORKSPACE.into(), readonly: false },
+                Bind { source: scripts, destination: driver::SCRIPTS_DIR.into(), readonly: true },
+            ],
+            limits: None,
+        };
+        rt.create(&spec).await?;
+        rt.start(&id).await?;
+        follow(s, &id, plan.timeout, &mut renderer, &mut cursor).await
+    }
+    .instrument(span.clone())
+    .await;
+    let destroyed = rt.destroy(&id).instrument(span).await;
+    // The task's output is complete once it is deleted: print what is left.
+    print_new(&rt.log_path(&id), &mut cursor, &mut renderer, true);
+    let took = started.elapsed().as_secs_f64();
+    let end = match outcome {
+        Err(e) => Err(e),
+        Ok(Ended::Interrupted) => {
+            eprintln!("Job stopped (interrupted); its container and network are removed.");
+            Ok(EXIT_INTERRUPTED)
+        }
+        Ok(Ended::TimedOut(t)) => {
+            println!("{}", bold(&format!("Job `{}` timed out after {:.0}s and was stopped", plan.name, t.as_secs_f64())));
+            Ok(1)
+        }
+        Ok(Ended::Exited(exit)) => Ok(report(plan, &renderer, exit, took, &bold)),
+    };
+    match destroyed {
+        Err(e) if end.is_ok() => Err(anyhow::Error::new(e).context("cleaning up the job")),
+        Err(e) => {
+            eprintln!("ephemerd: warning: cleaning up the job: {e}");
+            end
+        }
+        Ok(()) => end,
+    }
+}
+
+fn report(plan: &JobPlan, r: &Renderer, exit: Exit, took: f64, bold: &dyn Fn(&str) -> String) -> u8 {
+    if exit.oom_killed {
+        println!("{}", bold(&format!("Job `{}` failed: out of memory (killed by the kernel's OOM killer)", plan.name)));
+        return u8::try_from(exit.code).unwrap_or(1).max(1);
+    }
+    match (exit.code, r.first_failure()) {
+        (0, _) => {
+            println!("{}", bold(&format!("Job `{}` succeeded in {took:.1}s", plan.name)));
+            0
+        }
+        (code, Some((n, name, rc))) => {
+            println!("{}", bold(&format!("Job `{}` failed: step {n} `{name}` exited with {rc} ({took:.1}s)", plan.name)));
+            u8::try_from(code).unwrap_or(1).max(1)
+        }
+        (code, None) => {
+            println!("{}", bold(&format!("Job `{}` failed with exit code {code} ({took:.1}s)", plan.name)));
+            u8::try_from(code).unwrap_or(1).max(1)
+        }
+    }
+}
+
+enum Ended {
+    Exited(Exit),
+    Interrupted,
+    TimedOut(Duration),
+}
+
+#[derive(Default)]
+struct LogCursor {
+    offset: u64,
+}
+
+/// Prints whatever the log gained since `cur`.
+fn print_new(path: &Path, cur: &mut LogCursor, r: &mut Renderer, last: bool) {
+    if let Ok(mut f) = std::fs::File::open(path) {
+        if f.seek(SeekFrom::Start(cur.offset)).is_ok() {
+            let mut buf = Vec::new();
+            if let Ok(n) = f.read_to_end(&mut buf) {
+                cur.offset += n as u64;
+                let mut text = r.feed(&buf);
+                if last {
+                    text.push_str(&r.finish());
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+        }
+    }
+}
+
+/// Streams the job's output until it ends, is interrupted, or times out.
+async fn follow(
+    s: &Session,
+    id: &str,
+    timeout: Option<Duration>,
+    r: &mut Renderer,
+    cur: &mut LogCursor,
+) -> anyhow::Result<Ended> {
+    let rt = &s.runtime;
+    let log = rt.log_path(id);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let wait = rt.wait(id);
+    tokio::pin!(wait);
+    let mut stopping: Option<Ended> = None;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            exit = &mut wait => {
+                let exit = exit?;
+                print_new(&log, cur, r, false);
+                return Ok(stopping.unwrap_or(Ended::Exited(exit)));
+            }
+            _ = tick.tick() => {
+                print_new(&log, cur, r, false);
+                if kill_at.is_some_and(|t| Instant::now() >= t) {
+                    rt.kill(id, 9).await?;
+                    kill_at = None;
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if stopping.is_none() => {
+                eprintln!("\nStopping the job (Ctrl-C)…");
+                stopping = Some(Ended::Interrupted);
+                rt.kill(id, 15).await?;
+                kill_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+            _ = term.recv(), if stopping.is_none() => {
+                eprintln!("Stopping the job (SIGTERM)…");
+                stopping = Some(Ended::Interrupted);
+                rt.kill(id, 15).await?;
+                kill_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+            _ = &mut deadline, if stopping.is_none() => {
+                stopping = Some(Ended::TimedOut(timeout.unwrap_or_default()));
+                rt.kill(id, 9).await?;
+            }
+        }
+    }
+}

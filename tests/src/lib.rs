@@ -1,1 +1,206 @@
-//! End-to-end tests of the ephemerd binary against real containerd; see tests/tests/.
+//! Shared fixtures of the end-to-end tests: the built `ephemerd` binary, the job image archive, a real
+//! OCI registry (Debian's `docker-registry`) on loopback, a supervised containerd in a temp data dir, and
+//! the check that nothing of ours is left behind. The tests themselves are in `tests/tests/`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The bridge and subnet the tests use (apart from a user's default `ephemerd0`).
+pub const TEST_BRIDGE: &str = "edtest0";
+pub const TEST_SUBNET: &str = "10.232.0.0/24";
+pub const TEST_GATEWAY: &str = "10.232.0.1";
+/// The name the job image archive carries.
+pub const JOB_IMAGE: &str = "localhost/ephemerd/job:bookworm";
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Tests in one binary share the bridge and the firewall chains: they take turns.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `ephemerd` binary next to this test executable (cargo builds it for the workspace's tests).
+pub fn ephemerd_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    dir.join("ephemerd")
+}
+
+/// The job image archive built by `rootfs/build-job-image.sh` (override with `EPHEMERD_TEST_IMAGE`).
+pub fn job_image_archive() -> Result<PathBuf> {
+    let p = match std::env::var_os("EPHEMERD_TEST_IMAGE") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+            cache.join("ephemerd/images/job-bookworm.oci.tar")
+        }
+    };
+    if !p.is_file() {
+        bail!("job image archive {} is missing: run rootfs/build-job-image.sh first", p.display());
+    }
+    Ok(p)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A short temp dir under /tmp (unix socket paths must stay under 108 bytes).
+pub fn short_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("edt").tempdir_in("/tmp").unwrap_or_else(|e| panic!("tempdir: {e}"))
+}
+
+/// A test config: the test bridge and subnet, plus extra TOML.
+pub fn config_text(extra: &str) -> String {
+    format!("[network]\nbridge = \"{TEST_BRIDGE}\"\nsubnet = \"{TEST_SUBNET}\"\n{extra}\n")
+}
+
+/// Debian's docker-registry serving plain HTTP on a loopback port, with its request log captured.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Registry {
+    pub fn start() -> Result<Self> {
+        let dir = short_tempdir();
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let log = dir.path().join("registry.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .context("starting docker-registry (Debian package docker-registry)")?;
+        let r = Self { child, port, dir, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("docker-registry did not listen on {port}: {}", r.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(r)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes an OCI archive into the registry as `repo:tag` (with skopeo).
+    pub fn push_archive(&self, archive: &Path, repo_tag: &str) -> Result<String> {
+        let dest = format!("{}/{repo_tag}", self.host());
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .context("running skopeo")?;
+        if !out.status.success() {
+            bail!("skopeo copy failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(dest)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// How many blob downloads (GET .../blobs/...) the registry has served.
+    pub fn blob_gets(&self) -> usize {
+        self.log_text().lines().filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:")).count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What of ours is still in the world for a data dir (empty when all is clean).
+pub fn leftovers(data_dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let list = |d: PathBuf| -> Vec<String> {
+        std::fs::read_dir(&d)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    for n in list(data_dir.join("run/netns")) {
+        out.push(format!("netns {n}"));
+    }
+    for n in list(data_dir.join("jobs")) {
+        out.push(format!("job dir {n}"));
+    }
+    for n in list(data_dir.join("cni/ipam/ephemerd")) {
+        if n.parse::<std::net::Ipv4Addr>().is_ok() {
+            out.push(format!("IP lease {n}"));
+        }
+    }
+    let rules = Command::new("iptables").args(["-w", "-S"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for l in rules.lines() {
+        if l.contains("ephemerd-job=") || l.contains("EPHEMERD-") {
+            out.push(format!("iptables: {l}"));
+        }
+    }
+    let nat = Command::new("iptables").args(["-w", "-t", "nat", "-S"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    for l in nat.lines() {
+        if l.contains(TEST_SUBNET.split('/').next().unwrap_or("-")) || l.contains("10.232.0.") {
+            out.push(format!("iptables nat: {l}"));
+        }
+    }
+    // Processes still running in a job's cgroup.
+    for n in list(PathBuf::from("/sys/fs/cgroup/pids/ephemerd")) {
+        if n.starts_with('j') {
+            out.push(format!("cgroup {n}"));
+        }
+    }
+    out
+}
+
+/// Whether a process whose command line contains `needle` runs.
+pub fn process_running(needle: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten().any(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let cmd: Vec<u8> = cmd.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                String::from_utf8_lossy(&cmd).contains(needle)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Runs the ephemerd binary to completion.
+pub fn ephemerd(data_dir: &Path, config: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Command::new(ephemerd_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running ephemerd")
+}

@@ -1,0 +1,235 @@
+//! The runtime against real containerd + runc + CNI and a real registry: pulls with progress, exit codes and
+//! logs, the egress firewall, memory limits, the runner overlay, containerd restarts; after each test
+//! nothing of ours is left.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemerd::config::{ByteSize, Config, Limits};
+use ephemerd::platform::DataDirs;
+use ephemerd::runtime::binaries::SearchPath;
+use ephemerd::runtime::containerd::spec::Bind;
+use ephemerd::runtime::containerd::supervisor::Health;
+use ephemerd::runtime::containerd::{Binaries, Containerd, Image, Progress, Supervisor, task};
+use ephemerd::runtime::{Exit, JobSpec, Runtime, new_job_id};
+use ephemerd::store::Store;
+use ephemerd_e2e::*;
+
+struct Rig {
+    dir: tempfile::TempDir,
+    dirs: DataDirs,
+    sup: Supervisor,
+    ctr: Containerd,
+    rt: Runtime,
+}
+
+impl Rig {
+    async fn start(extra: &str) -> Rig {
+        let dir = short_tempdir();
+        let cfg = Config::parse(&config_text(extra)).unwrap();
+        cfg.validate().unwrap();
+        let dirs = DataDirs::new(dir.path());
+        let bins = Binaries::find(&SearchPath::for_executables(None)).unwrap();
+        let sup = Supervisor::start(&dirs, bins, Duration::from_secs(30)).await.unwrap();
+        let ctr = Containerd::connect(sup.socket()).await.unwrap();
+        let store = Store::open(&dirs.journal()).unwrap();
+        let rt = Runtime::new(&cfg, dirs.clone(), ctr.clone(), store).unwrap();
+        Rig { dir, dirs, sup, ctr, rt }
+    }
+
+    async fn import_job_image(&self) -> Image {
+        let archive = job_image_archive().unwrap();
+        let imgs = self.rt.images.import(&archive, &|_| {}).await.unwrap();
+        imgs.into_iter().next().unwrap()
+    }
+
+    /// Runs `script` with bash in a fresh container; returns how it ended and its log.
+    async fn run(&self, image: &Image, script: &str, limits: Option<Limits>, binds: Vec<Bind>) -> (Exit, String) {
+        let id = new_job_id();
+        self.rt.begin(&id, &image.name).unwrap();
+        let spec = JobSpec {
+            id: id.clone(),
+            image: image.clone(),
+            args: Some(vec!["bash".into(), "-c".into(), script.into()]),
+            env: vec![("FROM_JOB".into(), "yes".into())],
+            workdir: None,
+            binds,
+            limits,
+        };
+        let r = async {
+            self.rt.create(&spec).await?;
+            self.rt.start(&id).await?;
+            self.rt.wait(&id).await
+        }
+        .await;
+        self.rt.destroy(&id).await.unwrap();
+        // Idempotent: a second destroy finds nothing to do.
+        self.rt.destroy(&id).await.unwrap();
+        let log = std::fs::read_to_string(self.rt.log_path(&id)).unwrap();
+        (r.unwrap(), log)
+    }
+
+    async fn assert_clean(&self) {
+        let mut left = leftovers(self.dir.path());
+        for c in task::owned_containers(&self.ctr).await.unwrap() {
+            left.push(format!("container {c}"));
+        }
+        for s in task::owned_snapshots(&self.ctr).await.unwrap() {
+            left.push(format!("snapshot {s}"));
+        }
+        assert!(left.is_empty(), "left behind: {left:#?}");
+    }
+
+    async fn stop(self) {
+        self.assert_clean().await;
+        self.sup.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_with_progress_then_run_exit_code_and_log() {
+    let _s = serial();
+    let reg = Registry::start().unwrap();
+    let reference = reg.push_archive(&job_image_archive().unwrap(), "ephemerd/job:e2e").unwrap();
+    let rig = Rig::start("").await;
+
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let s2 = seen.clone();
+    let image = rig.rt.images.pull(&reference, &move |p| s2.lock().unwrap().push(p)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let last = *seen.last().unwrap();
+    assert!(last.total > 10 << 20, "{last:?}");
+    assert_eq!(last.done, last.total);
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "progress only grows");
+    assert!(seen.len() > 3, "progress is reported along the way: {seen:?}");
+    let gets = reg.blob_gets();
+    assert!(gets >= 2, "config and layer were downloaded: {gets}");
+
+    // A second pull finds every blob in the content store and downloads none.
+    rig.rt.images.pull(&reference, &|_| {}).await.unwrap();
+    assert_eq!(reg.blob_gets(), gets, "nothing is downloaded twice");
+    // And an image that is there is not pulled at all.
+    rig.rt.images.ensure(&reference, &|_| {}).await.unwrap();
+
+    let (exit, log) = rig.run(&image, "echo to-stdout; echo to-stderr >&2; echo \"env:$FROM_JOB\"; exit 3", None, vec![]).await;
+    assert_eq!(exit, Exit { code: 3, oom_killed: false });
+    assert!(log.contains("to-stdout") && log.contains("to-stderr") && log.contains("env:yes"), "{log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_reaches_allowed_host_port_and_is_refused_elsewhere() {
+    let _s = serial();
+    let allowed = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let blocked = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let (pa, pb) = (allowed.local_addr().unwrap().port(), blocked.local_addr().unwrap().port());
+    for l in [allowed, blocked] {
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let _ = c.write_all(b"hello-from-host\n");
+            }
+        });
+    }
+    let rig = Rig::start(&format!("allow_host_ports = [{pa}]")).await;
+    let image = rig.import_job_image().await;
+    let script = format!(
+        "if exec 3<>/dev/tcp/{TEST_GATEWAY}/{pa}; then read -r l <&3; echo \"allowed:$l\"; fi
+         if (exec 4<>/dev/tcp/{TEST_GATEWAY}/{pb}) 2>/tmp/e; then echo blocked:open; else echo \"blocked:$(cat /tmp/e)\"; fi
+         grep -q nameserver /etc/resolv.conf && echo resolv:ok
+         grep -q \"$(hostname)\" /etc/hosts && echo hosts:ok
+         ip=$(hostname -i 2>/dev/null || true); echo \"ip:$ip\""
+    );
+    let (exit, log) = rig.run(&image, &script, None, vec![]).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert!(log.contains("allowed:hello-from-host"), "{log}");
+    assert!(log.contains("blocked:") && log.contains("Connection refused"), "{log}");
+    assert!(log.contains("resolv:ok") && log.contains("hosts:ok"), "{log}");
+    assert!(log.contains("ip:10.232.0."), "{log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_hog_is_oom_killed_and_reported() {
+    let _s = serial();
+    let rig = Rig::start("").await;
+    let image = rig.import_job_image().await;
+    let limits = Limits { cpus: 1.0, memory: ByteSize(64 << 20), pids: 256 };
+    let (exit, log) = rig.run(&image, "echo start; exec tail /dev/zero", Some(limits), vec![]).await;
+    assert!(exit.oom_killed, "{exit:?} {log}");
+    assert_eq!(exit.code, 137);
+    assert!(log.contains("start"), "{log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runner_tree_is_shared_read_only_with_a_per_job_overlay() {
+    let _s = serial();
+    let runner = tempfile::tempdir().unwrap();
+    std::fs::write(runner.path().join("run.sh"), "original\n").unwrap();
+    let rig = Rig::start(&format!("[runner]\ndir = \"{}\"", runner.path().display())).await;
+    let image = rig.import_job_image().await;
+    let script = "cat /actions-runner/run.sh; echo changed > /actions-runner/run.sh; touch /actions-runner/new; cat /actions-runner/run.sh";
+    let (exit, log) = rig.run(&image, script, None, vec![]).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert!(log.contains("original") && log.contains("changed"), "{log}");
+    assert_eq!(std::fs::read_to_string(runner.path().join("run.sh")).unwrap(), "original\n");
+    assert!(!runner.path().join("new").exists(), "the shared tree is untouched");
+    // The next job sees the pristine tree again.
+    let (_, log2) = rig.run(&image, "cat /actions-runner/run.sh; ls /actions-runner", None, vec![]).await;
+    assert!(log2.contains("original") && !log2.contains("new"), "{log2}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_binds_and_capabilities() {
+    let _s = serial();
+    let rig = Rig::start("").await;
+    let image = rig.import_job_image().await;
+    let shared = rig.dirs.root.join("bind-test");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("in.txt"), "from-host").unwrap();
+    let binds = vec![Bind { source: shared.clone(), destination: PathBuf::from("/data"), readonly: true }];
+    let script = "cat /data/in.txt; echo; (echo x > /data/out.txt) 2>/dev/null && echo wrote || echo read-only;
+                  (mknod /tmp/dev c 1 3) 2>/dev/null && echo mknod:yes || echo mknod:no;
+                  grep CapEff /proc/self/status";
+    let (exit, log) = rig.run(&image, script, None, binds).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert!(log.contains("from-host") && log.contains("read-only") && log.contains("mknod:no"), "{log}");
+    assert!(!shared.join("out.txt").exists());
+    let capeff = log.lines().find(|l| l.starts_with("CapEff")).unwrap();
+    let bits = u64::from_str_radix(capeff.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    for (name, bit) in [("SYS_ADMIN", 21), ("NET_ADMIN", 12), ("MKNOD", 27), ("NET_RAW", 13)] {
+        assert_eq!(bits & (1 << bit), 0, "{name} must not be granted: {capeff}");
+    }
+    std::fs::remove_dir_all(&shared).unwrap();
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_is_restarted_when_it_dies() {
+    let _s = serial();
+    let rig = Rig::start("").await;
+    let Health::Up { pid, .. } = rig.sup.health() else { panic!("not up: {:?}", rig.sup.health()) };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let mut up_again = None;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Health::Up { pid: p, restarts } = rig.sup.health() {
+            if p != pid {
+                up_again = Some(restarts);
+                break;
+            }
+        }
+    }
+    assert_eq!(up_again, Some(1), "{:?}", rig.sup.health());
+    // The same client works again (tonic reconnects).
+    let image = rig.import_job_image().await;
+    let (exit, _) = rig.run(&image, "exit 0", None, vec![]).await;
+    assert_eq!(exit.code, 0);
+    let r = rig.rt.reconcile(&HashSet::new()).await.unwrap();
+    assert!(r.is_empty(), "{r:?}");
+    rig.stop().await;
+}

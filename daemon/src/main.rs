@@ -21,7 +21,8 @@ fn main() -> ExitCode {
     match rt.block_on(cmd::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ephemerd: error: {}", cmd::one_line(&e));
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "ephemerd: error: {}", cmd::one_line(&e));
             ExitCode::from(cmd::exit_code(&e))
         }
     }

@@ -6,7 +6,7 @@ use ephemerd::config::Config;
 use ephemerd::platform::DataDirs;
 use ephemerd::runtime::containerd::image::normalize;
 
-use super::{Session, progress_printer, usage};
+use super::{Session, out, progress_printer, usage};
 
 pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
     if !file.is_file() {
@@ -17,7 +17,7 @@ pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<
     let r = s.runtime.images.import(file, &progress).await;
     s.stop().await;
     for img in r? {
-        println!("{}", img.name);
+        out!("{}", img.name);
     }
     Ok(0)
 }
@@ -28,6 +28,6 @@ pub async fn pull(reference: &str, cfg: Config, dirs: DataDirs) -> anyhow::Resul
     let progress = progress_printer(format!("Pulling {reference}"));
     let r = s.runtime.images.pull(reference, &progress).await;
     s.stop().await;
-    println!("{}", r?.name);
+    out!("{}", r?.name);
     Ok(0)
 }

@@ -4,6 +4,22 @@
 mod image;
 mod run;
 
+/// `println!` that never panics: a closed stdout (a reader that went away) must not abort a job's cleanup.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+/// `eprintln!` that never panics.
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+pub(crate) use {err, out};
+
 use std::collections::HashSet;
 use std::io::IsTerminal;
 
@@ -71,9 +87,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let n = s.reconciled.clone();
             s.stop().await;
             if n.is_empty() {
-                println!("nothing to clean up");
+                out!("nothing to clean up");
             } else {
-                println!(
+                out!(
                     "removed: {} job(s), {} container(s), {} snapshot(s), {} netns, {} IP lease(s), {} rule set(s), {} dir(s)",
                     n.jobs.len(), n.containers, n.snapshots, n.netns, n.leases, n.firewall, n.dirs
                 );
@@ -132,14 +148,15 @@ pub fn progress_printer(what: String) -> impl Fn(Progress) + Send + Sync {
         let done = p.done >= p.total;
         if tty {
             if done || l.0.elapsed().as_millis() >= 100 {
-                eprint!("\r{what}: {:.1}/{:.1} MiB", mib(p.done), mib(p.total));
+                use std::io::Write as _;
+                let _ = write!(std::io::stderr(), "\r{what}: {:.1}/{:.1} MiB", mib(p.done), mib(p.total));
                 if done {
-                    eprintln!();
+                    err!("");
                 }
                 l.0 = std::time::Instant::now();
             }
         } else if p.done == 0 && l.1 == u64::MAX {
-            eprintln!("{what}: {:.1} MiB", mib(p.total));
+            err!("{what}: {:.1} MiB", mib(p.total));
             l.1 = 0;
         }
     }

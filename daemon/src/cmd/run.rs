@@ -17,7 +17,7 @@ use ephemerd::workflow::{driver, model, plan, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 
-use super::{EXIT_INTERRUPTED, Session, progress_printer, usage};
+use super::{err, out, EXIT_INTERRUPTED, Session, progress_printer, usage};
 use crate::cli::RunArgs;
 
 /// The workflow file: the given one, else the only one in `.github/workflows`.
@@ -60,7 +60,7 @@ pub async fn run(args: RunArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u
     let image_ref = args.image.unwrap_or_else(|| cfg.image.default.clone());
     normalize(&image_ref).map_err(usage)?;
     for w in &plan.warnings {
-        eprintln!("warning: {w}");
+        err!("warning: {w}");
     }
     let root = workspace::repo_root(&file);
 
@@ -85,7 +85,7 @@ async fn run_job(
     let span = tracing::info_span!("job", id = %id, workflow = %plan.workflow, job = %plan.job_id, image = %image.name, container = %id);
     let color = std::io::stdout().is_terminal();
     let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
-    println!("{}", bold(&format!("Job `{}` of {} in {} (job id {id})", plan.name, plan.workflow, image.name)));
+    out!("{}", bold(&format!("Job `{}` of {} in {} (job id {id})", plan.name, plan.workflow, image.name)));
 
     let dir = rt.begin(&id, &image.name)?;
     let started = Instant::now();
@@ -128,11 +128,11 @@ async fn run_job(
     let end = match outcome {
         Err(e) => Err(e),
         Ok(Ended::Interrupted) => {
-            eprintln!("Job stopped (interrupted); its container and network are removed.");
+            err!("Job stopped (interrupted); its container and network are removed.");
             Ok(EXIT_INTERRUPTED)
         }
         Ok(Ended::TimedOut(t)) => {
-            println!("{}", bold(&format!("Job `{}` timed out after {:.0}s and was stopped", plan.name, t.as_secs_f64())));
+            out!("{}", bold(&format!("Job `{}` timed out after {:.0}s and was stopped", plan.name, t.as_secs_f64())));
             Ok(1)
         }
         Ok(Ended::Exited(exit)) => Ok(report(plan, &renderer, exit, took, &bold)),
@@ -140,7 +140,7 @@ async fn run_job(
     match destroyed {
         Err(e) if end.is_ok() => Err(anyhow::Error::new(e).context("cleaning up the job")),
         Err(e) => {
-            eprintln!("ephemerd: warning: cleaning up the job: {e}");
+            err!("ephemerd: warning: cleaning up the job: {e}");
             end
         }
         Ok(()) => end,
@@ -149,20 +149,20 @@ async fn run_job(
 
 fn report(plan: &JobPlan, r: &Renderer, exit: Exit, took: f64, bold: &dyn Fn(&str) -> String) -> u8 {
     if exit.oom_killed {
-        println!("{}", bold(&format!("Job `{}` failed: out of memory (killed by the kernel's OOM killer)", plan.name)));
+        out!("{}", bold(&format!("Job `{}` failed: out of memory (killed by the kernel's OOM killer)", plan.name)));
         return u8::try_from(exit.code).unwrap_or(1).max(1);
     }
     match (exit.code, r.first_failure()) {
         (0, _) => {
-            println!("{}", bold(&format!("Job `{}` succeeded in {took:.1}s", plan.name)));
+            out!("{}", bold(&format!("Job `{}` succeeded in {took:.1}s", plan.name)));
             0
         }
         (code, Some((n, name, rc))) => {
-            println!("{}", bold(&format!("Job `{}` failed: step {n} `{name}` exited with {rc} ({took:.1}s)", plan.name)));
+            out!("{}", bold(&format!("Job `{}` failed: step {n} `{name}` exited with {rc} ({took:.1}s)", plan.name)));
             u8::try_from(code).unwrap_or(1).max(1)
         }
         (code, None) => {
-            println!("{}", bold(&format!("Job `{}` failed with exit code {code} ({took:.1}s)", plan.name)));
+            out!("{}", bold(&format!("Job `{}` failed with exit code {code} ({took:.1}s)", plan.name)));
             u8::try_from(code).unwrap_or(1).max(1)
         }
     }
@@ -231,13 +231,13 @@ async fn follow(
                 }
             }
             _ = tokio::signal::ctrl_c(), if stopping.is_none() => {
-                eprintln!("\nStopping the job (Ctrl-C)…");
+                err!("\nStopping the job (Ctrl-C)…");
                 stopping = Some(Ended::Interrupted);
                 rt.kill(id, 15).await?;
                 kill_at = Some(Instant::now() + Duration::from_secs(5));
             }
             _ = term.recv(), if stopping.is_none() => {
-                eprintln!("Stopping the job (SIGTERM)…");
+                err!("Stopping the job (SIGTERM)…");
                 stopping = Some(Ended::Interrupted);
                 rt.kill(id, 15).await?;
                 kill_at = Some(Instant::now() + Duration::from_secs(5));

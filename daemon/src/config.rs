@@ -301,8 +301,7 @@ impl Config {
 
     pub fn subnet(&self) -> Ipv4Net {
         // validate() has checked it; fall back to the default rather than panic.
-        Ipv4Net::parse(&self.network.subnet)
-            .unwrap_or(Ipv4Net { addr: Ipv4Addr::new(10, 231, 0, 0), prefix: 16 })
+        Ipv4Net::parse(&self.network.subnet).unwrap_or(Ipv4Net { addr: Ipv4Addr::new(10, 231, 0, 0), prefix: 16 })
     }
 
     /// The data dir: the configured one, else the OS default.

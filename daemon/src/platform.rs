@@ -85,7 +85,9 @@ impl DataDirs {
         use std::os::unix::fs::DirBuilderExt;
         let mut b = std::fs::DirBuilder::new();
         b.recursive(true).mode(0o700);
-        for d in [self.root.clone(), self.run_dir(), self.netns_dir(), self.ipam_dir(), self.jobs_dir(), self.logs_dir()] {
+        for d in
+            [self.root.clone(), self.run_dir(), self.netns_dir(), self.ipam_dir(), self.jobs_dir(), self.logs_dir()]
+        {
             b.create(&d)?;
         }
         b.create(self.root.join("containerd"))?;
@@ -125,7 +127,7 @@ impl DataDirLock {
         match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 let _ = lock.set_len(0);
-                let _ = write!(lock, "{}\n", std::process::id());
+                let _ = writeln!(lock, "{}", std::process::id());
                 Ok(Self { _lock: lock })
             }
             Err((_, _)) => {

@@ -158,13 +158,21 @@ pub fn leftovers(data_dir: &Path) -> Vec<String> {
             out.push(format!("IP lease {n}"));
         }
     }
-    let rules = Command::new("iptables").args(["-w", "-S"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let rules = Command::new("iptables")
+        .args(["-w", "-S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     for l in rules.lines() {
         if l.contains("ephemerd-job=") || l.contains("EPHEMERD-") {
             out.push(format!("iptables: {l}"));
         }
     }
-    let nat = Command::new("iptables").args(["-w", "-t", "nat", "-S"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let nat = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-S"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     for l in nat.lines() {
         if l.contains(TEST_SUBNET.split('/').next().unwrap_or("-")) || l.contains("10.232.0.") {
             out.push(format!("iptables nat: {l}"));

@@ -64,7 +64,11 @@ impl Env {
         assert!(left.is_empty(), "left behind: {left:#?}");
         let out = self.ephemerd(&["cleanup"]);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && text.contains("nothing to clean up"), "cleanup found: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() && text.contains("nothing to clean up"),
+            "cleanup found: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -2,6 +2,9 @@
 //! logs, the egress firewall, memory limits, the runner overlay, containerd restarts; after each test
 //! nothing of ours is left.
 
+// Each test holds the serial guard for its whole run (its own runtime): holding it across awaits is the point.
+#![allow(clippy::await_holding_lock)]
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
@@ -114,7 +117,8 @@ async fn pull_with_progress_then_run_exit_code_and_log() {
     // And an image that is there is not pulled at all.
     rig.rt.images.ensure(&reference, &|_| {}).await.unwrap();
 
-    let (exit, log) = rig.run(&image, "echo to-stdout; echo to-stderr >&2; echo \"env:$FROM_JOB\"; exit 3", None, vec![]).await;
+    let (exit, log) =
+        rig.run(&image, "echo to-stdout; echo to-stderr >&2; echo \"env:$FROM_JOB\"; exit 3", None, vec![]).await;
     assert_eq!(exit, Exit { code: 3, oom_killed: false });
     assert!(log.contains("to-stdout") && log.contains("to-stderr") && log.contains("env:yes"), "{log}");
     rig.stop().await;
@@ -217,11 +221,11 @@ async fn containerd_is_restarted_when_it_dies() {
     let mut up_again = None;
     for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Health::Up { pid: p, restarts } = rig.sup.health() {
-            if p != pid {
-                up_again = Some(restarts);
-                break;
-            }
+        if let Health::Up { pid: p, restarts } = rig.sup.health()
+            && p != pid
+        {
+            up_again = Some(restarts);
+            break;
         }
     }
     assert_eq!(up_again, Some(1), "{:?}", rig.sup.health());

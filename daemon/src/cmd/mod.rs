@@ -26,9 +26,9 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use ephemerd::config::Config;
 use ephemerd::platform::{DataDirLock, DataDirs};
+use ephemerd::runtime::Runtime;
 use ephemerd::runtime::binaries::SearchPath;
 use ephemerd::runtime::containerd::{Binaries, Containerd, Progress, Supervisor};
-use ephemerd::runtime::Runtime;
 use ephemerd::store::Store;
 
 use crate::cli::{Cli, Command, ImageCommand};
@@ -66,8 +66,8 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 pub fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -91,7 +91,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 out!(
                     "removed: {} job(s), {} container(s), {} snapshot(s), {} netns, {} IP lease(s), {} rule set(s), {} dir(s)",
-                    n.jobs.len(), n.containers, n.snapshots, n.netns, n.leases, n.firewall, n.dirs
+                    n.jobs.len(),
+                    n.containers,
+                    n.snapshots,
+                    n.netns,
+                    n.leases,
+                    n.firewall,
+                    n.dirs
                 );
             }
             Ok(0)

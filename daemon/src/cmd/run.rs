@@ -17,7 +17,7 @@ use ephemerd::workflow::{driver, model, plan, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 
-use super::{err, out, EXIT_INTERRUPTED, Session, progress_printer, usage};
+use super::{EXIT_INTERRUPTED, Session, err, out, progress_printer, usage};
 use crate::cli::RunArgs;
 
 /// The workflow file: the given one, else the only one in `.github/workflows`.

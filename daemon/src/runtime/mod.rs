@@ -165,7 +165,11 @@ impl Runtime {
         let dir = self.dirs.job_dir(id);
         self.store.create_job(id, image)?;
         self.store.add_resource(id, ResourceKind::Dir, &dir.display().to_string())?;
-        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io { id: id.into(), what: "creating job dir", source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Io {
+            id: id.into(),
+            what: "creating job dir",
+            source,
+        })?;
         Ok(dir)
     }
 
@@ -188,8 +192,11 @@ impl Runtime {
 
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io("writing /etc files"))?;
-        std::fs::write(etc.join("resolv.conf"), network::render_resolv_conf(&self.policy.dns, &network::host_search_domains()))
-            .map_err(io("writing resolv.conf"))?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            network::render_resolv_conf(&self.policy.dns, &network::host_search_domains()),
+        )
+        .map_err(io("writing resolv.conf"))?;
         std::fs::write(etc.join("hosts"), network::render_hosts(id, Some(att.ip))).map_err(io("writing hosts"))?;
         std::fs::write(etc.join("hostname"), format!("{id}\n")).map_err(io("writing hostname"))?;
         let mut binds = vec![
@@ -370,11 +377,7 @@ fn oom_kills(id: &str) -> u64 {
     ];
     for (path, key) in candidates {
         if let Ok(text) = std::fs::read_to_string(&path) {
-            return text
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|n| n.trim().parse().ok())
-                .unwrap_or(0);
+            return text.lines().find_map(|l| l.strip_prefix(key)).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
         }
     }
     0

@@ -28,7 +28,8 @@ pub fn sh_quote(s: &str) -> String {
 
 fn valid_env_name(k: &str) -> bool {
     let mut c = k.chars();
-    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic()) && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
+    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic())
+        && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
 }
 
 pub fn render(plan: &JobPlan, nonce: &str) -> Result<Rendered, String> {

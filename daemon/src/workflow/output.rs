@@ -118,7 +118,8 @@ mod tests {
         let p = plan(&wf, "w.yml", None).unwrap();
         let mut r = Renderer::new(&p, "n1", false);
         let mut out = r.feed(b"::ephemerd-n1::start::1\nhello\n::ephemerd-n1::end::1::0\n::ephemerd-n1::sta");
-        out += &r.feed(b"rt::2\n::ephemerd-n2::end::2::0\nboom\n::ephemerd-n1::end::2::7\n::ephemerd-n1::skip::3\ntail");
+        out +=
+            &r.feed(b"rt::2\n::ephemerd-n2::end::2::0\nboom\n::ephemerd-n1::end::2::7\n::ephemerd-n1::skip::3\ntail");
         out += &r.finish();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "▶ Step 1/3: One");

@@ -40,9 +40,15 @@ pub enum Shell {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
-    Run { script: String, shell: Shell, workdir: String },
+    Run {
+        script: String,
+        shell: Shell,
+        workdir: String,
+    },
     /// A `uses:` step; `ephemerd run` does not run actions.
-    Skipped { uses: String },
+    Skipped {
+        uses: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -323,7 +329,10 @@ jobs:
         let cases = [
             ("jobs: {a: {steps: [{name: x}]}}", "jobs.a.steps[0]: a step needs `run` or `uses`"),
             ("jobs: {a: {steps: [{run: x, uses: y}]}}", "jobs.a.steps[0]: a step has either"),
-            ("jobs: {a: {steps: [{run: x, if: 'github.ref == 1'}]}}", "jobs.a.steps[0]: `if: github.ref == 1` is not supported"),
+            (
+                "jobs: {a: {steps: [{run: x, if: 'github.ref == 1'}]}}",
+                "jobs.a.steps[0]: `if: github.ref == 1` is not supported",
+            ),
             ("jobs: {a: {steps: [{run: x, shell: fish}]}}", "jobs.a.steps[0]: shell `fish`"),
             ("jobs: {a: {steps: []}}", "jobs.a: the job has no steps"),
             ("jobs: {a: {uses: o/r/.github/workflows/x.yml@v1}}", "reusable workflow"),

@@ -33,7 +33,13 @@ fn git_files(root: &Path) -> Option<Vec<PathBuf>> {
     if !out.status.success() {
         return None;
     }
-    Some(out.stdout.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| PathBuf::from(String::from_utf8_lossy(s).into_owned())).collect())
+    Some(
+        out.stdout
+            .split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| PathBuf::from(String::from_utf8_lossy(s).into_owned()))
+            .collect(),
+    )
 }
 
 /// Copies the repository at `root` into `dst` (which must exist); returns the number of files copied.

@@ -36,7 +36,7 @@ pub struct Blob {
 /// The outcome of opening a write: either the store already has the blob, or it wants the bytes.
 pub enum Opened {
     Present,
-    Writer(BlobWriter),
+    Writer(Box<BlobWriter>),
 }
 
 /// An open `Content.Write` stream.
@@ -66,7 +66,7 @@ pub async fn open(ctr: &Containerd, lease: &str, blob: &Blob) -> Result<Opened, 
             let mut responses = resp.into_inner();
             // The answer to Stat: the offset already held under the ref is discarded by writing from 0.
             responses.message().await.map_err(|s| write_err(&blob.digest, &s))?;
-            Ok(Opened::Writer(BlobWriter { digest: blob.digest.clone(), size: blob.size, tx, responses }))
+            Ok(Opened::Writer(Box::new(BlobWriter { digest: blob.digest.clone(), size: blob.size, tx, responses })))
         }
     }
 }
@@ -79,7 +79,7 @@ impl BlobWriter {
     /// Copies `src` into the store in 1 MiB chunks, calling `progress` with each chunk's size, then
     /// commits with `labels`. containerd checks size and digest at commit.
     pub async fn copy_from<R: AsyncRead + Unpin>(
-        mut self,
+        mut self: Box<Self>,
         mut src: R,
         labels: HashMap<String, String>,
         progress: &(dyn Fn(u64) + Send + Sync),

@@ -11,7 +11,9 @@ use std::time::Duration;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
-use containerd_client::services::v1::{ApplyRequest, CreateImageRequest, GetImageRequest, Image as CtrImage, UpdateImageRequest};
+use containerd_client::services::v1::{
+    ApplyRequest, CreateImageRequest, GetImageRequest, Image as CtrImage, UpdateImageRequest,
+};
 use containerd_client::types::Descriptor;
 use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -91,10 +93,9 @@ pub fn host_arch() -> &'static str {
 
 /// Normalises a reference the way containerd's tools name images (`docker.io/library/debian:bookworm`).
 pub fn normalize(reference: &str) -> Result<Reference, ImageError> {
-    reference.parse::<Reference>().map_err(|e| ImageError::Reference {
-        reference: reference.to_string(),
-        message: e.to_string(),
-    })
+    reference
+        .parse::<Reference>()
+        .map_err(|e| ImageError::Reference { reference: reference.to_string(), message: e.to_string() })
 }
 
 /// Loopback registries speak plain HTTP, as do the ones configured `insecure`.
@@ -271,14 +272,18 @@ impl Images {
                 reference: name.clone(),
                 message: format!("no linux/{} image in the index", host_arch()),
             })?;
-            let by_digest: Reference = format!("{}/{}@{}", r.registry(), r.repository(), m.digest())
-                .parse()
-                .map_err(|e: oci_spec::distribution::ParseError| ImageError::Reference {
+            let by_digest: Reference = format!("{}/{}@{}", r.registry(), r.repository(), m.digest()).parse().map_err(
+                |e: oci_spec::distribution::ParseError| ImageError::Reference {
                     reference: name.clone(),
                     message: e.to_string(),
-                })?;
+                },
+            )?;
             let (mraw, mdigest) = client.pull_manifest_raw(&by_digest, &auth, &accepted).await.map_err(reg_err)?;
-            let child = RawDoc { media_type: media_type_of(&mraw, &m.media_type().to_string()), digest: mdigest, raw: mraw.to_vec() };
+            let child = RawDoc {
+                media_type: media_type_of(&mraw, m.media_type().as_ref()),
+                digest: mdigest,
+                raw: mraw.to_vec(),
+            };
             index_doc = Some(std::mem::replace(&mut top, child));
         }
         self.store(&name, &source, index_doc, top, progress).await
@@ -288,19 +293,19 @@ impl Images {
     pub async fn import(&self, path: &Path, progress: &ProgressFn) -> Result<Vec<Image>, ImageError> {
         let arch_err = |message: String| ImageError::Archive { path: path.to_path_buf(), message };
         let p = path.to_path_buf();
-        let entries = tokio::task::spawn_blocking(move || scan_archive(&p))
-            .await
-            .map_err(|e| arch_err(e.to_string()))??;
+        let entries =
+            tokio::task::spawn_blocking(move || scan_archive(&p)).await.map_err(|e| arch_err(e.to_string()))??;
         let read_entry = |name: &str| -> Result<Vec<u8>, ImageError> {
-            let (off, size) = entries.get(name).copied().ok_or_else(|| arch_err(format!("no {name} in the archive")))?;
+            let (off, size) =
+                entries.get(name).copied().ok_or_else(|| arch_err(format!("no {name} in the archive")))?;
             let mut f = std::fs::File::open(path).map_err(|e| arch_err(e.to_string()))?;
             f.seek(SeekFrom::Start(off)).map_err(|e| arch_err(e.to_string()))?;
             let mut buf = Vec::with_capacity(size as usize);
             f.take(size).read_to_end(&mut buf).map_err(|e| arch_err(e.to_string()))?;
             Ok(buf)
         };
-        let index: ImageIndex = serde_json::from_slice(&read_entry("index.json")?)
-            .map_err(|e| arch_err(format!("index.json: {e}")))?;
+        let index: ImageIndex =
+            serde_json::from_slice(&read_entry("index.json")?).map_err(|e| arch_err(format!("index.json: {e}")))?;
         let source = Source::Archive { path, entries: &entries };
         let mut images = Vec::new();
         for entry in index.manifests() {
@@ -309,10 +314,12 @@ impl Images {
                 .get("io.containerd.image.name")
                 .cloned()
                 .or_else(|| ann.get("org.opencontainers.image.ref.name").filter(|n| n.contains('/')).cloned())
-                .ok_or_else(|| arch_err(format!(
-                    "manifest {} has no image name (annotation io.containerd.image.name)",
-                    entry.digest()
-                )))?;
+                .ok_or_else(|| {
+                    arch_err(format!(
+                        "manifest {} has no image name (annotation io.containerd.image.name)",
+                        entry.digest()
+                    ))
+                })?;
             let name = normalize(&name)?.whole();
             let blob_path = format!("blobs/{}", entry.digest().to_string().replacen(':', "/", 1));
             let raw = read_entry(&blob_path)?;
@@ -320,7 +327,7 @@ impl Images {
             if sha256_of(&raw) != digest {
                 return Err(arch_err(format!("{blob_path} does not match its digest")));
             }
-            let mut top = RawDoc { media_type: media_type_of(&raw, &entry.media_type().to_string()), digest, raw };
+            let mut top = RawDoc { media_type: media_type_of(&raw, entry.media_type().as_ref()), digest, raw };
             let mut index_doc = None;
             if is_index(&top.media_type) {
                 let nested: ImageIndex = parse_json(&name, &top.raw)?;
@@ -328,7 +335,11 @@ impl Images {
                     .ok_or_else(|| arch_err(format!("{name}: no linux/{} image", host_arch())))?;
                 let mpath = format!("blobs/{}", m.digest().to_string().replacen(':', "/", 1));
                 let mraw = read_entry(&mpath)?;
-                let child = RawDoc { media_type: media_type_of(&mraw, &m.media_type().to_string()), digest: m.digest().to_string(), raw: mraw };
+                let child = RawDoc {
+                    media_type: media_type_of(&mraw, m.media_type().as_ref()),
+                    digest: m.digest().to_string(),
+                    raw: mraw,
+                };
                 index_doc = Some(std::mem::replace(&mut top, child));
             }
             info!(image = %name, archive = %path.display(), "importing image");
@@ -360,7 +371,11 @@ impl Images {
         let layers: Vec<Blob> = manifest
             .layers()
             .iter()
-            .map(|l| Blob { digest: l.digest().to_string(), size: l.size() as i64, media_type: l.media_type().to_string() })
+            .map(|l| Blob {
+                digest: l.digest().to_string(),
+                size: l.size() as i64,
+                media_type: l.media_type().to_string(),
+            })
             .collect();
         let total: u64 = std::iter::once(&config_blob).chain(&layers).map(|b| b.size.max(0) as u64).sum();
         let done = std::sync::atomic::AtomicU64::new(0);
@@ -376,23 +391,31 @@ impl Images {
             for b in std::iter::once(&config_blob).chain(&layers) {
                 self.write(source, b, HashMap::new(), &tick, &lease).await?;
             }
-            let mut mlabels = HashMap::from([("containerd.io/gc.ref.content.config".to_string(), config_blob.digest.clone())]);
+            let mut mlabels =
+                HashMap::from([("containerd.io/gc.ref.content.config".to_string(), config_blob.digest.clone())]);
             for (i, l) in layers.iter().enumerate() {
                 mlabels.insert(format!("containerd.io/gc.ref.content.l.{i}"), l.digest.clone());
             }
             self.write_doc(&manifest_doc, mlabels, &lease).await?;
             let target = match &index {
                 Some(ix) => {
-                    let labels = HashMap::from([("containerd.io/gc.ref.content.m.0".to_string(), manifest_doc.digest.clone())]);
+                    let labels =
+                        HashMap::from([("containerd.io/gc.ref.content.m.0".to_string(), manifest_doc.digest.clone())]);
                     self.write_doc(ix, labels, &lease).await?;
                     ix
                 }
                 None => &manifest_doc,
             };
-            let config: ImageConfiguration = parse_json(name, &content::read_all(&self.ctr, &config_blob.digest).await?)?;
+            let config: ImageConfiguration =
+                parse_json(name, &content::read_all(&self.ctr, &config_blob.digest).await?)?;
             let chain_id = self.unpack_with_lease(name, &manifest, &config, &lease).await?;
             self.record(name, target).await?;
-            Ok::<_, ImageError>(Image { name: name.to_string(), manifest_digest: manifest_doc.digest.clone(), config, chain_id })
+            Ok::<_, ImageError>(Image {
+                name: name.to_string(),
+                manifest_digest: manifest_doc.digest.clone(),
+                config,
+                chain_id,
+            })
         }
         .await;
         self.ctr.delete_lease(&lease).await;
@@ -442,13 +465,21 @@ impl Images {
             ..Default::default()
         };
         let images = self.ctr.images();
-        match images.clone().create(self.ctr.req(CreateImageRequest { image: Some(image.clone()), ..Default::default() })).await {
+        match images
+            .clone()
+            .create(self.ctr.req(CreateImageRequest { image: Some(image.clone()), ..Default::default() }))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
                 let mask = prost_types::FieldMask { paths: vec!["target".into()] };
                 images
                     .clone()
-                    .update(self.ctr.req(UpdateImageRequest { image: Some(image), update_mask: Some(mask), ..Default::default() }))
+                    .update(self.ctr.req(UpdateImageRequest {
+                        image: Some(image),
+                        update_mask: Some(mask),
+                        ..Default::default()
+                    }))
                     .await
                     .map_err(CtrError::rpc("update image"))?;
                 Ok(())
@@ -457,7 +488,12 @@ impl Images {
         }
     }
 
-    async fn unpack(&self, name: &str, manifest: &ImageManifest, config: &ImageConfiguration) -> Result<String, ImageError> {
+    async fn unpack(
+        &self,
+        name: &str,
+        manifest: &ImageManifest,
+        config: &ImageConfiguration,
+    ) -> Result<String, ImageError> {
         let lease = self.ctr.create_lease("unpack", Duration::from_secs(3600)).await?;
         let r = self.unpack_with_lease(name, manifest, config, &lease).await;
         self.ctr.delete_lease(&lease).await;
@@ -508,7 +544,12 @@ impl Images {
             let prep = snaps
                 .clone()
                 .prepare(self.ctr.leased(
-                    PrepareSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.clone(), parent, labels: labels.clone() },
+                    PrepareSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: key.clone(),
+                        parent,
+                        labels: labels.clone(),
+                    },
                     lease,
                 ))
                 .await;
@@ -553,7 +594,12 @@ impl Images {
             let commit = snaps
                 .clone()
                 .commit(self.ctr.leased(
-                    CommitSnapshotRequest { snapshotter: SNAPSHOTTER.into(), name: chain.clone(), key: key.clone(), labels },
+                    CommitSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        name: chain.clone(),
+                        key: key.clone(),
+                        labels,
+                    },
                     lease,
                 ))
                 .await;

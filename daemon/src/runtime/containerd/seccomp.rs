@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("no seccomp profile found (looked for {looked}); install golang-github-containers-common, set security.seccomp_profile to a profile, or to \"unconfined\" to run jobs without one")]
+    #[error(
+        "no seccomp profile found (looked for {looked}); install golang-github-containers-common, set security.seccomp_profile to a profile, or to \"unconfined\" to run jobs without one"
+    )]
     NotFound { looked: String },
     #[error("seccomp profile {path}: {message}")]
     Invalid { path: PathBuf, message: String },
@@ -197,7 +199,13 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["read:SCMP_ACT_ALLOW", "arch_prctl:SCMP_ACT_ALLOW", "mount:SCMP_ACT_ERRNO", "chroot:SCMP_ACT_ALLOW", "personality:SCMP_ACT_ALLOW"]
+            vec![
+                "read:SCMP_ACT_ALLOW",
+                "arch_prctl:SCMP_ACT_ALLOW",
+                "mount:SCMP_ACT_ERRNO",
+                "chroot:SCMP_ACT_ALLOW",
+                "personality:SCMP_ACT_ALLOW"
+            ]
         );
         assert_eq!(v["syscalls"][2]["errnoRet"], 1);
         assert!(v["syscalls"][0].get("args").is_none());

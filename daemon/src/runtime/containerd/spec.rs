@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
-    get_default_readonly_paths,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
 };
 use serde_json::Value;
 
@@ -94,7 +94,8 @@ fn parse_user(user: &str) -> Result<(u32, u32), SpecError> {
     }
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
     let uid: u32 = if u == "root" { 0 } else { u.parse().map_err(|_| SpecError::User(user.to_string()))? };
-    let gid: u32 = if g.is_empty() || g == "root" { 0 } else { g.parse().map_err(|_| SpecError::User(user.to_string()))? };
+    let gid: u32 =
+        if g.is_empty() || g == "root" { 0 } else { g.parse().map_err(|_| SpecError::User(user.to_string()))? };
     Ok((uid, gid))
 }
 

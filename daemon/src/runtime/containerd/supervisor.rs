@@ -154,7 +154,13 @@ impl Supervisor {
         let config = dirs.containerd_config();
         std::fs::write(&config, render_config(dirs))
             .map_err(|source| SupervisorError::Dirs { path: config.clone(), source })?;
-        let launcher = Launcher { bins, config, log: dirs.containerd_log(), pid_file: dirs.containerd_pid(), socket: socket.clone() };
+        let launcher = Launcher {
+            bins,
+            config,
+            log: dirs.containerd_log(),
+            pid_file: dirs.containerd_pid(),
+            socket: socket.clone(),
+        };
         let child = launcher.spawn_and_wait(timeout).await?;
         let pid = child.id().unwrap_or(0);
         info!(pid, socket = %socket.display(), "containerd is up");

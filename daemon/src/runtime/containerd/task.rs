@@ -87,8 +87,9 @@ pub async fn wait(ctr: &Containerd, id: &str) -> Result<u32, CtrError> {
     loop {
         match ctr.tasks().wait(ctr.req(WaitRequest { container_id: id.into(), exec_id: String::new() })).await {
             Ok(r) => return Ok(r.into_inner().exit_status),
-            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-                && !s.message().contains("not found") =>
+            Err(s)
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
+                    && !s.message().contains("not found") =>
             {
                 tracing::debug!(error = %s, "waiting for task: containerd unavailable, retrying");
                 tokio::time::sleep(backoff).await;
@@ -134,7 +135,11 @@ pub async fn remove_container(ctr: &Containerd, id: &str) -> Result<(), CtrError
 }
 
 pub async fn remove_snapshot(ctr: &Containerd, key: &str) -> Result<(), CtrError> {
-    match ctr.snapshots().remove(ctr.req(RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.into() })).await {
+    match ctr
+        .snapshots()
+        .remove(ctr.req(RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: key.into() }))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(s) if not_found(&s) => Ok(()),
         Err(s) => Err(CtrError::rpc("remove snapshot")(s)),
@@ -155,7 +160,10 @@ pub async fn owned_containers(ctr: &Containerd) -> Result<Vec<String>, CtrError>
 pub async fn owned_snapshots(ctr: &Containerd) -> Result<Vec<String>, CtrError> {
     let mut stream = ctr
         .snapshots()
-        .list(ctr.req(ListSnapshotsRequest { snapshotter: SNAPSHOTTER.into(), filters: vec![format!("labels.\"{LABEL_JOB}\"")] }))
+        .list(ctr.req(ListSnapshotsRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            filters: vec![format!("labels.\"{LABEL_JOB}\"")],
+        }))
         .await
         .map_err(CtrError::rpc("list snapshots"))?
         .into_inner();

@@ -44,7 +44,13 @@ pub struct Cni {
 }
 
 impl Cni {
-    pub fn new(search: &SearchPath, bridge: &str, subnet: Ipv4Net, ipam_dir: PathBuf, results_dir: PathBuf) -> Result<Self, CniError> {
+    pub fn new(
+        search: &SearchPath,
+        bridge: &str,
+        subnet: Ipv4Net,
+        ipam_dir: PathBuf,
+        results_dir: PathBuf,
+    ) -> Result<Self, CniError> {
         let bridge_bin = search.find("bridge", "the CNI bridge plugin (Debian: containernetworking-plugins)")?;
         for p in ["host-local", "firewall", "loopback"] {
             let found = search.find(p, "a CNI plugin (Debian: containernetworking-plugins)")?;

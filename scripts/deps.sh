@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what ephemerd needs on Debian 12 (apt packages), and checks the Rust toolchain.
+# Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (installs only what is missing).
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+  echo "ephemerd runs containers: run this as root (sudo $0)" >&2
+  exit 1
+fi
+
+# containerd, runc and the CNI plugins run the jobs; iptables and iproute2 shape their network;
+# golang-github-containers-common ships the default seccomp profile; docker-registry and skopeo are the
+# tests' local OCI registry; mmdebstrap builds the job image; git copies repositories into jobs;
+# protobuf-compiler builds containerd's API bindings.
+packages=(containerd runc containernetworking-plugins iptables iproute2 golang-github-containers-common
+          docker-registry skopeo mmdebstrap git ca-certificates protobuf-compiler gcc pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: ephemerd needs Rust 1.88 or newer (https://rustup.rs), Debian 12's rustc is too old" >&2
+  exit 1
+fi
+
+# Builds go outside the clone, so a fresh clone reuses them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ephemerd/target}"

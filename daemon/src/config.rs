@@ -357,6 +357,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses_and_holds_the_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```toml\n").unwrap() + 8;
+        let end = start + doc[start..].find("```").unwrap();
+        let cfg = Config::parse(&doc[start..end]).unwrap();
+        cfg.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(cfg.network.subnet, d.network.subnet);
+        assert_eq!(cfg.network.bridge, d.network.bridge);
+        assert_eq!(cfg.limits.memory, d.limits.memory);
+        assert_eq!(cfg.image.default, d.image.default);
+        assert_eq!(cfg.containerd.start_timeout, d.containerd.start_timeout);
+        assert_eq!(cfg.registries["registry.example.com"].password_env.as_deref(), Some("EXAMPLE_REGISTRY_TOKEN"));
+    }
+
+    #[test]
     fn cidr_math() {
         let n = Ipv4Net::parse("10.231.7.9/16").unwrap();
         assert_eq!(n.to_string(), "10.231.0.0/16");

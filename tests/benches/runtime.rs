@@ -85,6 +85,7 @@ async fn runtime_vs_ctr(runs: usize) -> anyhow::Result<()> {
     println!("  ephemerd runtime (netns + CNI bridge + firewall + limits): median {:>7.1} ms", ms(o));
     println!("  ctr run --rm (no network):                               median {:>7.1} ms", ms(c));
     println!("  ratio: {:.2}x", o.as_secs_f64() / c.as_secs_f64());
+    rt.shutdown().await?;
     sup.stop().await;
     Ok(())
 }

@@ -87,6 +87,7 @@ impl Rig {
     }
 
     async fn stop(self) {
+        self.rt.shutdown().await.unwrap();
         self.assert_clean().await;
         self.sup.stop().await;
     }

@@ -110,6 +110,7 @@ pub struct Session {
     _lock: DataDirLock,
     supervisor: Supervisor,
     pub runtime: Runtime,
+    pub data_root: std::path::PathBuf,
     pub reconciled: ephemerd::runtime::Reconciled,
 }
 
@@ -131,7 +132,9 @@ impl Session {
         }
         .await;
         match started {
-            Ok((runtime, reconciled)) => Ok(Self { _lock: lock, supervisor, runtime, reconciled }),
+            Ok((runtime, reconciled)) => {
+                Ok(Self { _lock: lock, supervisor, runtime, data_root: dirs.root.clone(), reconciled })
+            }
             Err(e) => {
                 supervisor.stop().await;
                 Err(e)
@@ -140,6 +143,9 @@ impl Session {
     }
 
     pub async fn stop(self) {
+        if let Err(e) = self.runtime.shutdown().await {
+            tracing::warn!(error = %e, "cannot remove the shared firewall rules");
+        }
         self.supervisor.stop().await;
     }
 }

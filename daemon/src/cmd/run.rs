@@ -102,7 +102,9 @@ async fn run_job(
         }
         let ws = dir.join("workspace");
         std::fs::create_dir_all(&ws)?;
-        workspace::copy_repository(root, &ws).with_context(|| format!("copying {} into the job", root.display()))?;
+        let skip = [std::fs::canonicalize(&s.data_root).unwrap_or_else(|_| s.data_root.clone())];
+        workspace::copy_repository(root, &ws, &skip)
+            .with_context(|| format!("copying {} into the job", root.display()))?;
         let spec = JobSpec {
             id: id.clone(),
             image: image.clone(),

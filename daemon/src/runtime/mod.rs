@@ -139,7 +139,7 @@ impl Runtime {
             images,
             store,
             cni,
-            firewall: Firewall::new(),
+            firewall: Firewall::new(subnet, &cfg.network.bridge),
             policy,
             limits: cfg.limits.clone(),
             seccomp,
@@ -179,16 +179,20 @@ impl Runtime {
         let io = |what: &'static str| move |source| RuntimeError::Io { id: id.to_string(), what, source };
         let dir = self.dirs.job_dir(id);
 
+        let mut lap = Lap::new(id);
         let ns_path = self.dirs.netns_dir().join(id);
         self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
         netns::create(&ns_path).map_err(io("creating network namespace"))?;
+        lap.lap("netns");
 
         self.store.add_resource(id, ResourceKind::Cni, id)?;
         let att = self.cni.add(id, &ns_path).await?;
         debug!(job = id, ip = %att.ip, "network attached");
+        lap.lap("cni add");
 
         self.store.add_resource(id, ResourceKind::Firewall, id)?;
         self.firewall.add_job(id, att.ip, &self.policy).await?;
+        lap.lap("firewall add");
 
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io("writing /etc files"))?;
@@ -237,13 +241,16 @@ impl Runtime {
         let log = self.dirs.job_log(id);
         std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io("creating the job log"))?;
 
+        lap.lap("files and spec");
         let lease = self.ctr.create_lease("job", Duration::from_secs(600)).await?;
         let result = async {
             self.store.add_resource(id, ResourceKind::Snapshot, id)?;
             let mounts = task::prepare_rootfs(&self.ctr, id, &job.image.chain_id, &lease).await?;
             self.store.add_resource(id, ResourceKind::Container, id)?;
             task::create_container(&self.ctr, id, &job.image.name, spec_json).await?;
+            lap.lap("snapshot and container");
             task::create_task(&self.ctr, id, mounts, &log).await?;
+            lap.lap("task create");
             Ok::<_, RuntimeError>(())
         }
         .await;
@@ -272,6 +279,7 @@ impl Runtime {
     /// removed stays in the journal for the next attempt.
     pub async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
         let mut errors: Vec<String> = Vec::new();
+        let mut lap = Lap::new(id);
         for r in self.store.resources(id)? {
             let outcome: Result<(), String> = match r.kind {
                 ResourceKind::Container => task::remove_container(&self.ctr, &r.name).await.map_err(|e| e.to_string()),
@@ -283,6 +291,7 @@ impl Runtime {
                 ResourceKind::Netns => netns::remove(Path::new(&r.name)).map_err(|e| e.to_string()),
                 ResourceKind::Dir => remove_dir(Path::new(&r.name)).map_err(|e| e.to_string()),
             };
+            lap.lap(r.kind.as_str());
             match outcome {
                 Ok(()) => self.store.remove_resource(id, r.kind, &r.name)?,
                 Err(e) => {
@@ -298,6 +307,11 @@ impl Runtime {
             self.store.set_cleaned(id)?;
         }
         Ok(())
+    }
+
+    /// Takes down what jobs share (firewall chains, NAT rule) once no job needs it any more.
+    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
+        Ok(self.firewall.teardown_if_idle().await?)
     }
 
     /// Removes everything of ours that belongs to no job in `live`: journalled jobs first, then anything
@@ -325,12 +339,13 @@ impl Runtime {
                 rep.snapshots += 1;
             }
         }
-        for id in self.firewall.tagged_jobs().await {
+        for id in self.firewall.tagged_jobs().await? {
             if !live.contains(&id) {
                 self.firewall.remove_job(&id).await?;
                 rep.firewall += 1;
             }
         }
+        self.firewall.teardown_if_idle().await?;
         for (_, owner) in self.cni.leases() {
             if !live.contains(&owner) {
                 self.cni.del(&owner, &self.dirs.netns_dir().join(&owner)).await?;
@@ -353,6 +368,22 @@ impl Runtime {
             info!(?rep, "removed what an earlier run left behind");
         }
         Ok(rep)
+    }
+}
+
+/// Phase timings of a job at debug level (`--log-level debug`).
+struct Lap<'a> {
+    id: &'a str,
+    at: std::time::Instant,
+}
+
+impl<'a> Lap<'a> {
+    fn new(id: &'a str) -> Self {
+        Self { id, at: std::time::Instant::now() }
+    }
+    fn lap(&mut self, phase: &str) {
+        debug!(job = self.id, phase, ms = self.at.elapsed().as_secs_f64() * 1000.0, "timing");
+        self.at = std::time::Instant::now();
     }
 }
 

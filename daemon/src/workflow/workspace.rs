@@ -6,7 +6,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The repository root of `file`: the nearest ancestor with a `.git`, else the current directory.
+/// The repository root of `file`: the nearest ancestor with a `.git`; else the directory holding
+/// `.github/workflows/` when the file is in one; else the file's own directory.
 pub fn repo_root(file: &Path) -> PathBuf {
     let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let mut dir = abs.parent();
@@ -16,7 +17,13 @@ pub fn repo_root(file: &Path) -> PathBuf {
         }
         dir = d.parent();
     }
-    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    let parent = abs.parent().unwrap_or(Path::new("/"));
+    if parent.ends_with(".github/workflows") {
+        if let Some(root) = parent.parent().and_then(Path::parent) {
+            return root.to_path_buf();
+        }
+    }
+    parent.to_path_buf()
 }
 
 /// Files git would check out (tracked, plus untracked files that are not ignored), relative to `root`.
@@ -43,12 +50,16 @@ fn git_files(root: &Path) -> Option<Vec<PathBuf>> {
 }
 
 /// Copies the repository at `root` into `dst` (which must exist); returns the number of files copied.
-pub fn copy_repository(root: &Path, dst: &Path) -> io::Result<usize> {
+/// Paths under `skip` (ephemerd's own data dir, should it lie inside the tree) are left out.
+pub fn copy_repository(root: &Path, dst: &Path, skip: &[PathBuf]) -> io::Result<usize> {
     match git_files(root) {
         Some(files) => {
-            let mut n = copy_tree(&root.join(".git"), &dst.join(".git"))?;
+            let mut n = copy_tree(&root.join(".git"), &dst.join(".git"), skip)?;
             for rel in files {
                 let src = root.join(&rel);
+                if skip.iter().any(|s| src.starts_with(s)) {
+                    continue;
+                }
                 let meta = match std::fs::symlink_metadata(&src) {
                     Ok(m) => m,
                     // Listed by git but deleted in the work tree.
@@ -64,7 +75,7 @@ pub fn copy_repository(root: &Path, dst: &Path) -> io::Result<usize> {
             }
             Ok(n)
         }
-        None => copy_tree(root, dst),
+        None => copy_tree(root, dst, skip),
     }
 }
 
@@ -79,16 +90,19 @@ fn copy_entry(src: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result<()>
     }
 }
 
-/// Copies a directory tree (files, dirs, symlinks; permissions kept).
-pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<usize> {
+/// Copies a directory tree (files, dirs, symlinks; permissions kept), leaving out paths under `skip`.
+pub fn copy_tree(src: &Path, dst: &Path, skip: &[PathBuf]) -> io::Result<usize> {
     std::fs::create_dir_all(dst)?;
     let mut n = 0;
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
+        if skip.iter().any(|s| entry.path().starts_with(s)) {
+            continue;
+        }
         let meta = std::fs::symlink_metadata(entry.path())?;
         let to = dst.join(entry.file_name());
         if meta.is_dir() {
-            n += copy_tree(&entry.path(), &to)?;
+            n += copy_tree(&entry.path(), &to, skip)?;
         } else {
             copy_entry(&entry.path(), &to, &meta)?;
             n += 1;
@@ -119,7 +133,7 @@ mod tests {
         std::os::unix::fs::symlink("src/main.sh", r.join("link")).unwrap();
         git(&["add", "src/main.sh", ".gitignore"]);
         let out = tempfile::tempdir().unwrap();
-        copy_repository(r, out.path()).unwrap();
+        copy_repository(r, out.path(), &[]).unwrap();
         let o = out.path();
         assert_eq!(std::fs::read_to_string(o.join("src/main.sh")).unwrap(), "echo hi");
         assert!(o.join("new.txt").exists());
@@ -127,5 +141,21 @@ mod tests {
         assert!(!o.join("target").exists(), "ignored files stay out");
         assert_eq!(std::fs::read_link(o.join("link")).unwrap(), PathBuf::from("src/main.sh"));
         assert_eq!(repo_root(&r.join("src/main.sh")), std::fs::canonicalize(r).unwrap());
+    }
+
+    #[test]
+    fn outside_git_the_tree_around_the_workflow_is_copied_without_skipped_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(d.path()).unwrap();
+        std::fs::create_dir_all(root.join(".github/workflows")).unwrap();
+        std::fs::create_dir_all(root.join("data/jobs")).unwrap();
+        std::fs::write(root.join(".github/workflows/ci.yml"), "jobs: {}").unwrap();
+        std::fs::write(root.join("file.txt"), "x").unwrap();
+        assert_eq!(repo_root(&root.join(".github/workflows/ci.yml")), root);
+        assert_eq!(repo_root(&root.join("file.txt")), root);
+        let out = tempfile::tempdir().unwrap();
+        copy_repository(&root, out.path(), &[root.join("data")]).unwrap();
+        assert!(out.path().join("file.txt").exists() && out.path().join(".github/workflows/ci.yml").exists());
+        assert!(!out.path().join("data").exists());
     }
 }

@@ -1,4 +1,4 @@
-//! CNI, spoken directly: the plugins (`loopback`, then `bridge` + `host-local` + `firewall`) are executed
+//! CNI, spoken directly: the plugins (`loopback`, then `bridge` + `host-local`) are executed
 //! with the CNI environment and their config on stdin, chaining `prevResult` as the spec says. The ADD
 //! result is cached per job so DEL can hand it back; leases live in our own IPAM dir.
 
@@ -52,7 +52,7 @@ impl Cni {
         results_dir: PathBuf,
     ) -> Result<Self, CniError> {
         let bridge_bin = search.find("bridge", "the CNI bridge plugin (Debian: containernetworking-plugins)")?;
-        for p in ["host-local", "firewall", "loopback"] {
+        for p in ["host-local", "loopback"] {
             let found = search.find(p, "a CNI plugin (Debian: containernetworking-plugins)")?;
             if found.parent() != bridge_bin.parent() {
                 return Err(CniError::Plugin(NotFound {
@@ -63,22 +63,20 @@ impl Cni {
             }
         }
         let plugin_dir = bridge_bin.parent().map(Path::to_path_buf).unwrap_or_default();
-        let chain = vec![
-            json!({
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": false,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": subnet.to_string(), "gateway": subnet.gateway().to_string() }]],
-                    "routes": [{ "dst": "0.0.0.0/0" }],
-                    "dataDir": ipam_dir.display().to_string(),
-                },
-            }),
-            json!({ "type": "firewall", "backend": "iptables" }),
-        ];
+        let chain = vec![json!({
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": true,
+            // NAT and forwarding accepts are the firewall module's (one rule per subnet, not per job).
+            "ipMasq": false,
+            "hairpinMode": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{ "subnet": subnet.to_string(), "gateway": subnet.gateway().to_string() }]],
+                "routes": [{ "dst": "0.0.0.0/0" }],
+                "dataDir": ipam_dir.display().to_string(),
+            },
+        })];
         Ok(Self { plugin_dir, loopback: json!({ "type": "loopback" }), chain, results_dir, subnet, ipam_dir })
     }
 
@@ -175,7 +173,9 @@ impl Cni {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(stdin_conf.to_string().as_bytes()).await.map_err(|e| err(e.to_string()))?;
         }
+        let started = std::time::Instant::now();
         let out = child.wait_with_output().await.map_err(|e| err(e.to_string()))?;
+        tracing::debug!(plugin, command, ms = started.elapsed().as_secs_f64() * 1000.0, "cni plugin");
         if !out.status.success() {
             // Plugins report errors as JSON on stdout: {"code": .., "msg": .., "details": ..}.
             let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

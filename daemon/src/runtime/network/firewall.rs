@@ -1,10 +1,13 @@
-//! Egress rules for job containers, in two chains of our own hooked first into INPUT and FORWARD: a job
-//! may reach DNS, the host ports and private ranges explicitly allowed, and the internet; the host's other
-//! ports and every other private range are refused. Every rule carries a comment naming its job, so a
-//! job's rules (and leftovers of a crashed daemon) are found and removed by that tag.
+//! Egress rules for job containers, in two chains of our own hooked first into INPUT and FORWARD, plus one
+//! MASQUERADE rule for the job subnet: a job may reach DNS, the host ports and private ranges explicitly
+//! allowed, and the internet; the host's other ports and every other private range are refused. Every
+//! job rule carries a comment naming its job, so a job's rules (and leftovers of a crashed daemon) are
+//! found and removed by that tag. Changes go through `iptables-restore --noflush` in one batch.
 
 use std::net::Ipv4Addr;
+use std::process::Stdio;
 
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
@@ -13,6 +16,7 @@ use crate::config::Ipv4Net;
 pub const CHAIN_INPUT: &str = "EPHEMERD-INPUT";
 pub const CHAIN_FORWARD: &str = "EPHEMERD-FORWARD";
 const TAG_PREFIX: &str = "ephemerd-job=";
+const NAT_TAG: &str = "ephemerd-nat";
 
 /// Destinations no job may reach unless allowed: private, shared, link-local and multicast ranges.
 pub const BLOCKED_RANGES: &[&str] =
@@ -37,108 +41,151 @@ pub fn tag(job_id: &str) -> String {
     format!("{TAG_PREFIX}{job_id}")
 }
 
-/// The rules for one job, as iptables argument lists (pure; tested below).
-pub fn job_rules(job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<Vec<String>> {
+/// The rules for one job, as `-A chain ...` lines of the filter table (pure; tested below).
+pub fn job_rules(job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<String> {
     let src = format!("{ip}/32");
     let t = tag(job_id);
-    let rule = |chain: &str, rest: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = vec!["-A".into(), chain.into(), "-s".into(), src.clone()];
-        v.extend(rest.iter().map(|s| s.to_string()));
-        v.extend(["-m", "comment", "--comment", &t].map(String::from));
-        v
-    };
+    let rule = |chain: &str, rest: &str| format!("-A {chain} -s {src} {rest} -m comment --comment {t}");
     let mut out = Vec::new();
     // To the host itself.
     for d in &p.dns {
-        let d = format!("{d}/32");
         for proto in ["udp", "tcp"] {
-            out.push(rule(CHAIN_INPUT, &["-d", &d, "-p", proto, "--dport", "53", "-j", "ACCEPT"]));
+            out.push(rule(CHAIN_INPUT, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
         }
     }
     for port in &p.host_ports {
-        out.push(rule(CHAIN_INPUT, &["-p", "tcp", "--dport", &port.to_string(), "-j", "ACCEPT"]));
+        out.push(rule(CHAIN_INPUT, &format!("-p tcp --dport {port} -j ACCEPT")));
     }
-    out.push(rule(CHAIN_INPUT, &["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]));
-    out.push(rule(CHAIN_INPUT, &["-j", "REJECT", "--reject-with", "icmp-port-unreachable"]));
+    out.push(rule(CHAIN_INPUT, "-p tcp -j REJECT --reject-with tcp-reset"));
+    out.push(rule(CHAIN_INPUT, "-j REJECT --reject-with icmp-port-unreachable"));
     // Through the host.
     for d in &p.dns {
-        let d = format!("{d}/32");
         for proto in ["udp", "tcp"] {
-            out.push(rule(CHAIN_FORWARD, &["-d", &d, "-p", proto, "--dport", "53", "-j", "ACCEPT"]));
+            out.push(rule(CHAIN_FORWARD, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
         }
     }
     for a in &p.allow {
-        out.push(rule(CHAIN_FORWARD, &["-d", &a.to_string(), "-j", "ACCEPT"]));
+        out.push(rule(CHAIN_FORWARD, &format!("-d {a} -j ACCEPT")));
     }
     for r in BLOCKED_RANGES {
-        out.push(rule(CHAIN_FORWARD, &["-d", r, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]));
-        out.push(rule(CHAIN_FORWARD, &["-d", r, "-j", "REJECT", "--reject-with", "icmp-net-prohibited"]));
+        out.push(rule(CHAIN_FORWARD, &format!("-d {r} -p tcp -j REJECT --reject-with tcp-reset")));
+        out.push(rule(CHAIN_FORWARD, &format!("-d {r} -j REJECT --reject-with icmp-net-prohibited")));
     }
+    // Everything else out, and the answers back in (whatever the FORWARD policy).
+    out.push(rule(CHAIN_FORWARD, "-j ACCEPT"));
+    out.push(format!(
+        "-A {CHAIN_FORWARD} -d {src} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment {t} -j ACCEPT"
+    ));
     out
 }
 
-/// Serialises rule changes (iptables has no transactions; `-w` only covers single calls).
-pub struct Firewall {
-    lock: Mutex<()>,
+/// The subnet-wide NAT rule (nat table, POSTROUTING).
+pub fn nat_rule(subnet: Ipv4Net, bridge: &str) -> String {
+    format!("-A POSTROUTING -s {subnet} ! -o {bridge} -m comment --comment {NAT_TAG} -j MASQUERADE")
 }
 
-impl Default for Firewall {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Serialises rule changes; owns the chains, hooks and NAT rule while jobs run.
+pub struct Firewall {
+    lock: Mutex<()>,
+    subnet: Ipv4Net,
+    bridge: String,
 }
 
 impl Firewall {
-    pub fn new() -> Self {
-        Self { lock: Mutex::new(()) }
+    pub fn new(subnet: Ipv4Net, bridge: &str) -> Self {
+        Self { lock: Mutex::new(()), subnet, bridge: bridge.to_string() }
     }
 
-    /// Installs a job's rules (chains and hooks first); the hooks are moved to the top of INPUT and FORWARD
-    /// so CNI's own accept rules cannot precede them.
+    /// Installs a job's rules. Chains, hooks (first in INPUT and FORWARD, checked every time so nothing
+    /// else gets in front) and the NAT rule are added when missing.
     pub async fn add_job(&self, job_id: &str, ip: Ipv4Addr, p: &Policy) -> Result<(), FirewallError> {
         let _g = self.lock.lock().await;
+        let filter = ipt(&["-S"]).await?;
+        let lines: Vec<&str> = filter.lines().collect();
+        let mut batch = vec!["*filter".to_string()];
         for (chain, hook) in [(CHAIN_INPUT, "INPUT"), (CHAIN_FORWARD, "FORWARD")] {
-            if ipt(&["-N", chain]).await.is_err() {
-                // Exists already: fine.
+            if !lines.contains(&format!("-N {chain}").as_str()) {
+                batch.push(format!(":{chain} - [0:0]"));
             }
-            ensure_first(hook, chain).await?;
+            let jump = format!("-A {hook} -j {chain}");
+            let first = lines.iter().find(|l| l.starts_with(&format!("-A {hook} ")));
+            if first != Some(&jump.as_str()) {
+                for _ in lines.iter().filter(|l| **l == jump) {
+                    batch.push(format!("-D {hook} -j {chain}"));
+                }
+                batch.push(format!("-I {hook} 1 -j {chain}"));
+            }
         }
-        for r in job_rules(job_id, ip, p) {
-            let args: Vec<&str> = r.iter().map(String::as_str).collect();
-            ipt(&args).await?;
+        batch.extend(job_rules(job_id, ip, p));
+        batch.push("COMMIT".into());
+        let nat = ipt(&["-t", "nat", "-S", "POSTROUTING"]).await?;
+        let masq = nat_rule(self.subnet, &self.bridge);
+        if !nat.lines().any(|l| l == masq) {
+            batch.extend(["*nat".to_string(), masq, "COMMIT".to_string()]);
         }
-        Ok(())
+        restore(&batch).await
     }
 
-    /// Removes every rule tagged with `job_id`; when our chains are then empty, removes them too.
+    /// Removes every rule tagged with `job_id`. Idempotent.
     pub async fn remove_job(&self, job_id: &str) -> Result<(), FirewallError> {
         let _g = self.lock.lock().await;
         let t = tag(job_id);
-        for chain in [CHAIN_INPUT, CHAIN_FORWARD] {
-            for rule in list(chain).await {
-                if rule.split_whitespace().any(|w| w.trim_matches('"') == t) {
-                    delete_rule(&rule).await?;
-                }
+        let filter = ipt(&["-S"]).await?;
+        let dels: Vec<String> = filter
+            .lines()
+            .filter(|l| l.starts_with("-A ") && l.split_whitespace().any(|w| w.trim_matches('"') == t))
+            .map(|l| format!("-D {}", &l[3..]))
+            .collect();
+        if dels.is_empty() {
+            return Ok(());
+        }
+        let mut batch = vec!["*filter".to_string()];
+        batch.extend(dels);
+        batch.push("COMMIT".into());
+        restore(&batch).await
+    }
+
+    /// Removes the chains, hooks and NAT rules when no job has rules left (any ephemerd's). Idempotent.
+    pub async fn teardown_if_idle(&self) -> Result<(), FirewallError> {
+        let _g = self.lock.lock().await;
+        let filter = ipt(&["-S"]).await?;
+        if filter.lines().any(|l| l.contains(TAG_PREFIX)) {
+            return Ok(());
+        }
+        let mut batch = vec!["*filter".to_string()];
+        for (chain, hook) in [(CHAIN_INPUT, "INPUT"), (CHAIN_FORWARD, "FORWARD")] {
+            let jump = format!("-A {hook} -j {chain}");
+            for _ in filter.lines().filter(|l| *l == jump) {
+                batch.push(format!("-D {hook} -j {chain}"));
+            }
+            if filter.lines().any(|l| l == format!("-N {chain}")) {
+                batch.push(format!("-F {chain}"));
+                batch.push(format!("-X {chain}"));
             }
         }
-        remove_chains_if_empty().await
+        batch.push("COMMIT".into());
+        let nat = ipt(&["-t", "nat", "-S", "POSTROUTING"]).await?;
+        let masq: Vec<String> =
+            nat.lines().filter(|l| l.contains(NAT_TAG)).map(|l| format!("-D {}", &l[3..])).collect();
+        if !masq.is_empty() {
+            batch.push("*nat".into());
+            batch.extend(masq);
+            batch.push("COMMIT".into());
+        }
+        if batch.len() > 2 { restore(&batch).await } else { Ok(()) }
     }
 
     /// Job ids that have rules installed (for reconciliation).
-    pub async fn tagged_jobs(&self) -> Vec<String> {
-        let mut ids = Vec::new();
-        for chain in [CHAIN_INPUT, CHAIN_FORWARD] {
-            for rule in list(chain).await {
-                for w in rule.split_whitespace() {
-                    if let Some(id) = w.trim_matches('"').strip_prefix(TAG_PREFIX) {
-                        if !ids.iter().any(|x| x == id) {
-                            ids.push(id.to_string());
-                        }
-                    }
+    pub async fn tagged_jobs(&self) -> Result<Vec<String>, FirewallError> {
+        let mut ids: Vec<String> = Vec::new();
+        for w in ipt(&["-S"]).await?.split_whitespace() {
+            if let Some(id) = w.trim_matches('"').strip_prefix(TAG_PREFIX) {
+                if !ids.iter().any(|x| x == id) {
+                    ids.push(id.to_string());
                 }
             }
         }
-        ids
+        Ok(ids)
     }
 }
 
@@ -158,45 +205,23 @@ async fn ipt(args: &[&str]) -> Result<String, FirewallError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// `-A chain ...` lines of a chain; empty when the chain does not exist.
-async fn list(chain: &str) -> Vec<String> {
-    ipt(&["-S", chain])
-        .await
-        .map(|s| s.lines().filter(|l| l.starts_with("-A ")).map(String::from).collect())
-        .unwrap_or_default()
-}
-
-async fn delete_rule(rule: &str) -> Result<(), FirewallError> {
-    // `-S` prints rules as they are added; our tags hold no spaces, so splitting on whitespace is exact.
-    let mut args: Vec<String> = rule.split_whitespace().map(|w| w.trim_matches('"').to_string()).collect();
-    if let Some(first) = args.first_mut() {
-        *first = "-D".into();
+/// Applies a batch atomically with `iptables-restore --noflush`.
+async fn restore(batch: &[String]) -> Result<(), FirewallError> {
+    let text = batch.join("\n") + "\n";
+    let err = |message: String| FirewallError { args: "-restore --noflush".into(), message };
+    let mut child = Command::new("iptables-restore")
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("cannot run iptables-restore: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).await.map_err(|e| err(e.to_string()))?;
     }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    match ipt(&a).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.message.contains("does not exist") || e.message.contains("No chain") => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-async fn ensure_first(hook: &str, chain: &str) -> Result<(), FirewallError> {
-    let rules = list(hook).await;
-    let jump = format!("-A {hook} -j {chain}");
-    if rules.first().map(String::as_str) == Some(jump.as_str()) {
-        return Ok(());
-    }
-    while ipt(&["-D", hook, "-j", chain]).await.is_ok() {}
-    ipt(&["-I", hook, "1", "-j", chain]).await.map(drop)
-}
-
-async fn remove_chains_if_empty() -> Result<(), FirewallError> {
-    if !list(CHAIN_INPUT).await.is_empty() || !list(CHAIN_FORWARD).await.is_empty() {
-        return Ok(());
-    }
-    for (chain, hook) in [(CHAIN_INPUT, "INPUT"), (CHAIN_FORWARD, "FORWARD")] {
-        while ipt(&["-D", hook, "-j", chain]).await.is_ok() {}
-        let _ = ipt(&["-X", chain]).await;
+    let out = child.wait_with_output().await.map_err(|e| err(e.to_string()))?;
+    if !out.status.success() {
+        return Err(err(format!("{} (batch: {})", String::from_utf8_lossy(&out.stderr).trim(), batch.join("; "))));
     }
     Ok(())
 }
@@ -224,6 +249,13 @@ mod tests {
         let dns = fwd.iter().position(|r| r.contains("10.255.255.53/32")).unwrap();
         let block10 = fwd.iter().position(|r| r.contains("-d 10.0.0.0/8")).unwrap();
         assert!(allow < block && dns < block10, "accepts precede the blocks");
-        assert!(rules.iter().all(|r| r.contains("-s 10.231.0.5/32") && r.ends_with("--comment ephemerd-job=j1")));
+        assert!(rules.iter().all(|r| r.contains("10.231.0.5/32") && r.contains("--comment ephemerd-job=j1")));
+        let accept_all = fwd.iter().position(|r| r.ends_with("-j ACCEPT") && !r.contains(" -d ")).unwrap();
+        assert!(accept_all > block10, "the catch-all accept comes after the blocks");
+        let nat = nat_rule(Ipv4Net::parse("10.231.0.0/16").unwrap(), "ephemerd0");
+        assert_eq!(
+            nat,
+            "-A POSTROUTING -s 10.231.0.0/16 ! -o ephemerd0 -m comment --comment ephemerd-nat -j MASQUERADE"
+        );
     }
 }

@@ -237,8 +237,7 @@ mod tests {
             host_ports: vec![8080],
             allow: vec![Ipv4Net::parse("192.168.7.0/24").unwrap()],
         };
-        let rules: Vec<String> =
-            job_rules("j1", Ipv4Addr::new(10, 231, 0, 5), &p).iter().map(|r| r.join(" ")).collect();
+        let rules = job_rules("j1", Ipv4Addr::new(10, 231, 0, 5), &p);
         let input: Vec<&String> = rules.iter().filter(|r| r.starts_with("-A EPHEMERD-INPUT")).collect();
         assert!(input[0].contains("-d 10.255.255.53/32 -p udp --dport 53 -j ACCEPT"));
         assert!(input[2].contains("-p tcp --dport 8080 -j ACCEPT"));

@@ -249,7 +249,7 @@ mod tests {
         let block10 = fwd.iter().position(|r| r.contains("-d 10.0.0.0/8")).unwrap();
         assert!(allow < block && dns < block10, "accepts precede the blocks");
         assert!(rules.iter().all(|r| r.contains("10.231.0.5/32") && r.contains("--comment ephemerd-job=j1")));
-        let accept_all = fwd.iter().position(|r| r.ends_with("-j ACCEPT") && !r.contains(" -d ")).unwrap();
+        let accept_all = fwd.iter().position(|r| r.contains("-s 10.231.0.5/32 -j ACCEPT")).unwrap();
         assert!(accept_all > block10, "the catch-all accept comes after the blocks");
         let nat = nat_rule(Ipv4Net::parse("10.231.0.0/16").unwrap(), "ephemerd0");
         assert_eq!(

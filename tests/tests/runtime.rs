@@ -199,7 +199,8 @@ async fn job_binds_and_capabilities() {
     let binds = vec![Bind { source: shared.clone(), destination: PathBuf::from("/data"), readonly: true }];
     let script = "cat /data/in.txt; echo; (echo x > /data/out.txt) 2>/dev/null && echo wrote || echo read-only;
                   (mknod /tmp/dev c 1 3) 2>/dev/null && echo mknod:yes || echo mknod:no;
-                  grep CapEff /proc/self/status";
+                  grep CapEff /proc/self/status; grep Seccomp: /proc/self/status; grep NoNewPrivs /proc/self/status;
+                  echo pids.max=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)";
     let (exit, log) = rig.run(&image, script, None, binds).await;
     assert_eq!(exit.code, 0, "{log}");
     assert!(log.contains("from-host") && log.contains("read-only") && log.contains("mknod:no"), "{log}");
@@ -209,6 +210,9 @@ async fn job_binds_and_capabilities() {
     for (name, bit) in [("SYS_ADMIN", 21), ("NET_ADMIN", 12), ("MKNOD", 27), ("NET_RAW", 13)] {
         assert_eq!(bits & (1 << bit), 0, "{name} must not be granted: {capeff}");
     }
+    assert!(log.contains("Seccomp:\t2"), "seccomp filter mode: {log}");
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(log.contains("pids.max=4096"), "the configured pids limit: {log}");
     std::fs::remove_dir_all(&shared).unwrap();
     rig.stop().await;
 }

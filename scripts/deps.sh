@@ -10,10 +10,10 @@ fi
 
 # containerd, runc and the CNI plugins run the jobs; iptables and iproute2 shape their network;
 # golang-github-containers-common ships the default seccomp profile; docker-registry and skopeo are the
-# tests' local OCI registry; mmdebstrap builds the job image; git copies repositories into jobs;
+# tests' local OCI registry (apache2-utils: htpasswd for its auth); mmdebstrap builds the job image; git copies repositories into jobs;
 # protobuf-compiler builds containerd's API bindings.
 packages=(containerd runc containernetworking-plugins iptables iproute2 golang-github-containers-common
-          docker-registry skopeo mmdebstrap git ca-certificates protobuf-compiler gcc pkg-config)
+          docker-registry skopeo apache2-utils mmdebstrap git ca-certificates protobuf-compiler gcc pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -73,16 +73,35 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// A registry that requires HTTP basic auth with `user`:`password` (bcrypt htpasswd, via apache2-utils).
+    pub fn start_with_auth(user: &str, password: &str) -> Result<Self> {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Result<Self> {
         let dir = short_tempdir();
         let port = free_port();
         let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )?;
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .context("running htpasswd (Debian package apache2-utils)")?;
+            if !out.status.success() {
+                bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::fs::write(&htpasswd, &out.stdout)?;
+            text.push_str(&format!("auth:\n  htpasswd:\n    realm: ephemerd-test\n    path: {}\n", htpasswd.display()));
+        }
+        std::fs::write(&cfg, text)?;
         let log = dir.path().join("registry.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new("docker-registry")
@@ -109,9 +128,18 @@ impl Registry {
 
     /// Pushes an OCI archive into the registry as `repo:tag` (with skopeo).
     pub fn push_archive(&self, archive: &Path, repo_tag: &str) -> Result<String> {
+        self.push_archive_as(archive, repo_tag, None)
+    }
+
+    /// Pushes with `user:password` credentials.
+    pub fn push_archive_as(&self, archive: &Path, repo_tag: &str, creds: Option<&str>) -> Result<String> {
         let dest = format!("{}/{repo_tag}", self.host());
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if let Some(c) = creds {
+            cmd.arg("--dest-creds").arg(c);
+        }
+        let out = cmd
             .arg(format!("oci-archive:{}", archive.display()))
             .arg(format!("docker://{dest}"))
             .output()

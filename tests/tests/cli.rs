@@ -286,3 +286,36 @@ fn kill_9_of_daemon_and_containerd_then_restart_removes_everything() {
     assert!(wait_gone(&needle), "the orphaned job process is killed");
     env.assert_clean();
 }
+
+#[test]
+fn registry_credentials_come_from_the_environment_and_a_refusal_is_one_line() {
+    let _s = serial();
+    let env = Env::new();
+    let reg = Registry::start_with_auth("ci", "s3cret-pw").unwrap();
+    let reference = reg.push_archive_as(&job_image_archive().unwrap(), "private/job:1", Some("ci:s3cret-pw")).unwrap();
+    std::fs::write(
+        &env.config,
+        config_text(&format!("[registries.\"{}\"]\nusername = \"ci\"\npassword_env = \"EDT_REGISTRY_PW\"", reg.host())),
+    )
+    .unwrap();
+    let pull = |pw: Option<&str>| {
+        let mut cmd = Command::new(ephemerd_bin());
+        cmd.arg("--data-dir").arg(env.data.path()).arg("--config").arg(&env.config).args(["image", "pull", &reference]);
+        cmd.env_remove("EDT_REGISTRY_PW");
+        if let Some(pw) = pw {
+            cmd.env("EDT_REGISTRY_PW", pw);
+        }
+        cmd.stdin(Stdio::null()).output().unwrap()
+    };
+    let out = pull(None);
+    assert_one_line_error(&out, 125, &["EDT_REGISTRY_PW", "is not set"]);
+    let out = pull(Some("wrong-password"));
+    assert_one_line_error(&out, 125, &[&reference]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(stderr.contains("401") || stderr.contains("unauthorized") || stderr.contains("auth"), "{stderr}");
+    assert!(!stderr.contains("wrong-password"), "the secret never appears in an error");
+    let out = pull(Some("s3cret-pw"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
+    env.assert_clean();
+}

@@ -242,3 +242,74 @@ async fn containerd_is_restarted_when_it_dies() {
     assert!(r.is_empty(), "{r:?}");
     rig.stop().await;
 }
+
+/// A test host in a network namespace of our own, routed through this machine: a public-looking address
+/// (198.18.0.2, the benchmarking range) and a private one (192.168.77.2), each serving a line on `port`.
+struct RemoteHost {
+    ns: String,
+    link: String,
+    port: u16,
+}
+
+impl RemoteHost {
+    fn start() -> RemoteHost {
+        let ns = format!("edt-remote-{}", std::process::id());
+        let link = format!("edtr{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+        ip(&["addr", "add", "198.18.0.1/24", "dev", &link]);
+        ip(&["addr", "add", "192.168.77.1/24", "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        for a in ["198.18.0.2/24", "192.168.77.2/24"] {
+            ip(&["-n", &ns, "addr", "add", a, "dev", "eth0"]);
+        }
+        ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns, "route", "add", "default", "via", "198.18.0.1"]);
+        let port = free_port();
+        let path = format!("/run/netns/{ns}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // This thread moves into the test host's namespace for good.
+            let f = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+            tx.send(()).unwrap();
+            for mut c in l.incoming().flatten() {
+                let peer = c.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let _ = c.write_all(format!("hello-remote from-{peer}\n").as_bytes());
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        RemoteHost { ns, link, port }
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.link]).output();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_is_nated_to_public_hosts_and_refused_to_private_ranges() {
+    let _s = serial();
+    let remote = RemoteHost::start();
+    let rig = Rig::start("").await;
+    let image = rig.import_job_image().await;
+    let p = remote.port;
+    let script = format!(
+        "if exec 3<>/dev/tcp/198.18.0.2/{p}; then read -r l <&3; echo \"public:$l\"; fi
+         if (exec 4<>/dev/tcp/192.168.77.2/{p}) 2>/tmp/e; then echo private:open; else echo \"private:$(cat /tmp/e)\"; fi"
+    );
+    let (exit, log) = rig.run(&image, &script, None, vec![]).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert!(log.contains("public:hello-remote from-198.18.0.1"), "reached, masqueraded to the host's address: {log}");
+    assert!(log.contains("private:") && log.contains("Connection refused"), "{log}");
+    rig.stop().await;
+}

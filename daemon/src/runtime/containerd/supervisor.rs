@@ -28,6 +28,8 @@ pub enum SupervisorError {
     Spawn { bin: PathBuf, source: std::io::Error },
     #[error("containerd exited during start-up ({status}); last log lines:\n{log}")]
     EarlyExit { status: String, log: String },
+    #[error("containerd's plugin {plugin} failed to load: {message}")]
+    Plugin { plugin: String, message: String },
     #[error("containerd did not answer on {socket} within {timeout:?}; last log lines:\n{log}")]
     Timeout { socket: PathBuf, timeout: Duration, log: String },
 }
@@ -161,7 +163,11 @@ impl Supervisor {
             pid_file: dirs.containerd_pid(),
             socket: socket.clone(),
         };
-        let child = launcher.spawn_and_wait(timeout).await?;
+        let mut child = launcher.spawn_and_wait(timeout).await?;
+        if let Err(e) = check_plugins(&socket).await {
+            terminate(&mut child).await;
+            return Err(e);
+        }
         let pid = child.id().unwrap_or(0);
         info!(pid, socket = %socket.display(), "containerd is up");
         let (tx, rx) = watch::channel(Health::Up { pid, restarts: 0 });
@@ -319,6 +325,44 @@ async fn stop_stale(dirs: &DataDirs) {
     }
     let _ = kill(pid, Signal::SIGKILL);
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// The plugins a job needs; one that failed to load (say, overlayfs on a filesystem without overlay
+/// support) is named with containerd's reason instead of failing later with "unknown service".
+pub const REQUIRED_PLUGINS: &[&str] = &[
+    "io.containerd.snapshotter.v1.overlayfs",
+    "io.containerd.runtime.v2.task",
+    "io.containerd.grpc.v1.tasks",
+    "io.containerd.grpc.v1.content",
+    "io.containerd.grpc.v1.snapshots",
+    "io.containerd.grpc.v1.diff",
+    "io.containerd.grpc.v1.images",
+    "io.containerd.grpc.v1.containers",
+    "io.containerd.grpc.v1.leases",
+];
+
+async fn check_plugins(socket: &Path) -> Result<(), SupervisorError> {
+    use containerd_client::services::v1::PluginsRequest;
+    use containerd_client::services::v1::introspection_client::IntrospectionClient;
+    let err = |plugin: &str, message: String| SupervisorError::Plugin { plugin: plugin.to_string(), message };
+    let ch = containerd_client::connect(socket).await.map_err(|e| err("(connection)", e.to_string()))?;
+    let plugins = IntrospectionClient::new(ch)
+        .plugins(PluginsRequest { filters: vec![] })
+        .await
+        .map_err(|e| err("(introspection)", e.message().to_string()))?
+        .into_inner()
+        .plugins;
+    for want in REQUIRED_PLUGINS {
+        match plugins.iter().find(|p| format!("{}.{}", p.r#type, p.id) == *want) {
+            None => return Err(err(want, "not registered".into())),
+            Some(p) => {
+                if let Some(e) = &p.init_err {
+                    return Err(err(want, e.message.clone()));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// True when something serves containerd's Version RPC on `socket`.

@@ -253,6 +253,9 @@ fn ctrl_c_stops_the_job_and_cleans_up() {
     let env = Env::new();
     let (mut child, rx, needle) = sleeper(&env, free_port());
     assert!(process_running(&needle));
+    // One ephemerd per data dir: a second one is refused, and says by whom.
+    let out = env.ephemerd(&["cleanup"]);
+    assert_one_line_error(&out, 125, &["is in use by another ephemerd", &format!("pid {}", child.id())]);
     // Whoever watched the output went away: a closed stderr must not stop ephemerd from cleaning up.
     drop(child.stderr.take());
     drop(rx);

@@ -6,7 +6,7 @@ use ephemerd::config::Config;
 use ephemerd::platform::DataDirs;
 use ephemerd::runtime::containerd::image::normalize;
 
-use super::{Session, out, progress_printer, usage};
+use super::{EXIT_INTERRUPTED, Session, out, progress_printer, unless_interrupted, usage};
 
 pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
     if !file.is_file() {
@@ -14,8 +14,9 @@ pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<
     }
     let s = Session::start(&cfg, &dirs).await?;
     let progress = progress_printer(format!("Importing {}", file.display()));
-    let r = s.runtime.images.import(file, &progress).await;
+    let r = unless_interrupted(s.runtime.images.import(file, &progress)).await;
     s.stop().await;
+    let Some(r) = r? else { return Ok(EXIT_INTERRUPTED) };
     for img in r? {
         out!("{}", img.name);
     }
@@ -26,8 +27,9 @@ pub async fn pull(reference: &str, cfg: Config, dirs: DataDirs) -> anyhow::Resul
     normalize(reference).map_err(usage)?;
     let s = Session::start(&cfg, &dirs).await?;
     let progress = progress_printer(format!("Pulling {reference}"));
-    let r = s.runtime.images.pull(reference, &progress).await;
+    let r = unless_interrupted(s.runtime.images.pull(reference, &progress)).await;
     s.stop().await;
+    let Some(r) = r? else { return Ok(EXIT_INTERRUPTED) };
     out!("{}", r?.name);
     Ok(0)
 }

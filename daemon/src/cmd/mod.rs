@@ -150,6 +150,18 @@ impl Session {
     }
 }
 
+/// Runs `fut` unless Ctrl-C or SIGTERM comes first (then `None`): for the phases before a job runs, so an
+/// interrupted pull still stops containerd and releases the data dir.
+pub async fn unless_interrupted<T>(fut: impl std::future::Future<Output = T>) -> anyhow::Result<Option<T>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = fut => Ok(Some(r)),
+        _ = tokio::signal::ctrl_c() => Ok(None),
+        _ = term.recv() => Ok(None),
+    }
+}
+
 /// Prints pull/import progress on stderr: a live line on a terminal, start and end otherwise.
 pub fn progress_printer(what: String) -> impl Fn(Progress) + Send + Sync {
     let tty = std::io::stderr().is_terminal();

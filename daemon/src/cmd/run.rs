@@ -17,7 +17,7 @@ use ephemerd::workflow::{driver, model, plan, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
 
-use super::{EXIT_INTERRUPTED, Session, err, out, progress_printer, usage};
+use super::{EXIT_INTERRUPTED, Session, err, out, progress_printer, unless_interrupted, usage};
 use crate::cli::RunArgs;
 
 /// The workflow file: the given one, else the only one in `.github/workflows`.
@@ -80,7 +80,11 @@ async fn run_job(
 ) -> anyhow::Result<u8> {
     let rt = &s.runtime;
     let progress = progress_printer(format!("Pulling {image_ref}"));
-    let image = rt.images.ensure(image_ref, &progress).await?;
+    let Some(image) = unless_interrupted(rt.images.ensure(image_ref, &progress)).await? else {
+        err!("\nInterrupted before the job started.");
+        return Ok(EXIT_INTERRUPTED);
+    };
+    let image = image?;
     let id = new_job_id();
     let span = tracing::info_span!("job", id = %id, workflow = %plan.workflow, job = %plan.job_id, image = %image.name, container = %id);
     let color = std::io::stdout().is_terminal();

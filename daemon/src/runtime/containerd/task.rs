@@ -81,16 +81,23 @@ pub async fn start(ctr: &Containerd, id: &str) -> Result<(), CtrError> {
     Ok(())
 }
 
+/// How long `wait` rides out an unreachable containerd before giving up (its restart backoff tops out
+/// at 30 s).
+const WAIT_OUTAGE: Duration = Duration::from_secs(120);
+
 /// Waits for the task to exit; rides out containerd restarts (the shim keeps the task alive meanwhile).
 pub async fn wait(ctr: &Containerd, id: &str) -> Result<u32, CtrError> {
     let mut backoff = Duration::from_millis(100);
+    let mut outage: Option<std::time::Instant> = None;
     loop {
         match ctr.tasks().wait(ctr.req(WaitRequest { container_id: id.into(), exec_id: String::new() })).await {
             Ok(r) => return Ok(r.into_inner().exit_status),
             Err(s)
                 if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)
-                    && !s.message().contains("not found") =>
+                    && !s.message().contains("not found")
+                    && outage.is_none_or(|t| t.elapsed() < WAIT_OUTAGE) =>
             {
+                outage.get_or_insert_with(std::time::Instant::now);
                 tracing::debug!(error = %s, "waiting for task: containerd unavailable, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));

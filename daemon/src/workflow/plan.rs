@@ -125,6 +125,51 @@ fn step_name(step: &Step) -> String {
     format!("Run {first}")
 }
 
+/// What `${{ }}` expressions can see in `ephemerd run`.
+struct ExprContext<'a> {
+    env: &'a [(String, String)],
+    job: &'a str,
+    workflow: &'a str,
+}
+
+/// Replaces `${{ expr }}` in `text`. Only plain context lookups are supported; anything else is an error
+/// naming the expression (a shell would otherwise fail on it with a confusing "bad substitution").
+fn expand(text: &str, ctx: &ExprContext<'_>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 3..];
+        let end = after.find("}}").ok_or_else(|| format!("`{}` has no closing }}}}", &rest[start..]))?;
+        let expr = after[..end].trim();
+        let value = match expr {
+            "github.workspace" => WORKSPACE.to_string(),
+            "github.job" => ctx.job.to_string(),
+            "github.workflow" => ctx.workflow.to_string(),
+            "runner.os" => "Linux".to_string(),
+            "runner.temp" => "/tmp".to_string(),
+            "runner.arch" => match std::env::consts::ARCH {
+                "aarch64" => "ARM64".to_string(),
+                _ => "X64".to_string(),
+            },
+            e if e.starts_with("env.") => {
+                let k = &e[4..];
+                ctx.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default()
+            }
+            e => {
+                return Err(format!(
+                    "expression `${{{{ {e} }}}}` is not supported by `ephemerd run` (it knows env.*, \
+                     github.workspace, github.job, github.workflow, runner.os, runner.arch, runner.temp)"
+                ));
+            }
+        };
+        out.push_str(&value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 fn resolve_workdir(dir: Option<&str>) -> String {
     match dir {
         None | Some("") => WORKSPACE.to_string(),
@@ -164,6 +209,7 @@ pub fn plan(wf: &Workflow, file: &str, job: Option<&str>) -> Result<JobPlan, Pla
         warnings.push(format!("jobs.{job_id}.if (`{c}`) is ignored: the job always runs"));
     }
 
+    let workflow_name = wf.name.clone().unwrap_or_else(|| file.to_string());
     let mut base_env = vec![
         ("CI".to_string(), "true".to_string()),
         ("GITHUB_WORKSPACE".to_string(), WORKSPACE.to_string()),
@@ -197,6 +243,13 @@ pub fn plan(wf: &Workflow, file: &str, job: Option<&str>) -> Result<JobPlan, Pla
         };
         let mut env = base_env.clone();
         merge(&mut env, &s.env);
+        let raw = env.clone();
+        let ctx = ExprContext { env: &raw, job: job_id, workflow: &workflow_name };
+        for (_, v) in env.iter_mut() {
+            *v = expand(v, &ctx).map_err(|m| err(format!("{sp}.env"), m))?;
+        }
+        let ctx = ExprContext { env: &env, job: job_id, workflow: &workflow_name };
+        let ex = |field: &str, text: &str| expand(text, &ctx).map_err(|m| err(format!("{sp}.{field}"), m));
         let kind = match (&s.run, &s.uses) {
             (Some(_), Some(_)) => return Err(err(&sp, "a step has either `run` or `uses`, not both")),
             (None, None) => return Err(err(&sp, "a step needs `run` or `uses`")),
@@ -208,14 +261,17 @@ pub fn plan(wf: &Workflow, file: &str, job: Option<&str>) -> Result<JobPlan, Pla
                         err(&sp, format!("shell `{sh}` is not bash, sh, python, pwsh or a command with {{0}}"))
                     })?,
                 };
-                let workdir = resolve_workdir(s.working_directory.as_deref().or(default_dir.map(String::as_str)));
-                StepKind::Run { script: script.clone(), shell, workdir }
+                let dir = s.working_directory.as_deref().or(default_dir.map(String::as_str));
+                let dir = dir.map(|d| ex("working-directory", d)).transpose()?;
+                let workdir = resolve_workdir(dir.as_deref());
+                StepKind::Run { script: ex("run", script)?, shell, workdir }
             }
         };
         if s.timeout_minutes.is_some() {
             warnings.push(format!("jobs.{job_id}.steps[{i}].timeout-minutes is ignored; the job timeout applies"));
         }
-        steps.push(StepPlan { number, name: step_name(s), kind, env, cond, continue_on_error });
+        let name = ex("name", &step_name(s))?;
+        steps.push(StepPlan { number, name, kind, env, cond, continue_on_error });
     }
     let skipped: Vec<String> = steps
         .iter()
@@ -351,6 +407,29 @@ jobs:
         assert!(e.contains("line"), "{e}");
         let e = parse("name: x\n").unwrap_err();
         assert!(e.contains("jobs"), "{e}");
+    }
+
+    #[test]
+    fn expressions_are_expanded_or_named() {
+        let wf = parse(
+            "name: W\nenv: {A: a1}\njobs:\n  j:\n    steps:\n      - name: Use ${{ env.A }}\n        env: {B: '${{ runner.os }}-x'}\n        working-directory: ${{ github.workspace }}/sub\n        run: echo ${{ env.A }} ${{env.B}} ${{ github.job }} ${{ github.workflow }} ${{ env.MISSING }}.\n",
+        )
+        .unwrap();
+        let p = plan(&wf, "f.yml", None).unwrap();
+        let s = &p.steps[0];
+        assert_eq!(s.name, "Use a1");
+        match &s.kind {
+            StepKind::Run { script, workdir, .. } => {
+                assert_eq!(script, "echo a1 Linux-x j W .");
+                assert_eq!(workdir, "/workspace/sub");
+            }
+            k => panic!("{k:?}"),
+        }
+        let wf = parse("jobs:\n  j:\n    steps:\n      - run: echo ${{ secrets.TOKEN }}\n").unwrap();
+        let e = plan(&wf, "f.yml", None).unwrap_err().to_string();
+        assert!(e.starts_with("f.yml: jobs.j.steps[0].run: expression `${{ secrets.TOKEN }}` is not supported"), "{e}");
+        let wf = parse("jobs:\n  j:\n    steps:\n      - run: echo ${{ env.X\n").unwrap();
+        assert!(plan(&wf, "f.yml", None).unwrap_err().to_string().contains("no closing"));
     }
 
     #[test]

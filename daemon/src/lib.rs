@@ -6,5 +6,6 @@
 pub mod config;
 pub mod platform;
 pub mod runtime;
+pub mod scheduler;
 pub mod store;
 pub mod workflow;

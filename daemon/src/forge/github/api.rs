@@ -1,0 +1,261 @@
+//! GitHub's REST API over octocrab: authenticated requests with the API version header, conditional GETs
+//! (ETag → 304, which costs no rate limit), `Link` pagination, and the mapping of status codes and
+//! rate-limit headers to `ForgeError`s the scheduler can act on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use http::header::{ETAG, IF_NONE_MATCH, LINK, RETRY_AFTER};
+use octocrab::Octocrab;
+use serde_json::Value;
+
+use crate::forge::{ForgeError, Secret};
+
+pub const API_VERSION: &str = "2022-11-28";
+
+type Response = http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>;
+
+/// How the provider authenticates.
+pub enum Auth {
+    /// A classic or fine-grained personal access token.
+    Token(Secret),
+    /// A GitHub App installation: octocrab signs the JWT and refreshes the installation token before expiry.
+    App { app_id: u64, installation_id: u64, private_key_pem: Secret },
+}
+
+/// What a conditional GET found.
+pub enum Got {
+    /// 304: the cached body is still right.
+    NotModified(Value),
+    Fresh {
+        body: Value,
+        next: Option<String>,
+    },
+}
+
+impl Got {
+    pub fn body(&self) -> &Value {
+        match self {
+            Got::NotModified(b) => b,
+            Got::Fresh { body, .. } => body,
+        }
+    }
+}
+
+pub struct Api {
+    crab: Octocrab,
+    base: String,
+    forge: String,
+    /// URL → (ETag, body) of the last 200.
+    etags: Mutex<HashMap<String, (String, Value)>>,
+}
+
+/// The wait a rate-limited answer asks for: `Retry-After` first, then `x-ratelimit-reset` when nothing is
+/// left, then a minute for a secondary limit that gives neither (GitHub's documented rules).
+pub fn rate_limit_until(status: u16, headers: &HeaderMap, body: &str, now: SystemTime) -> Option<SystemTime> {
+    if status != 403 && status != 429 {
+        return None;
+    }
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(secs) = h(RETRY_AFTER.as_str()).and_then(|v| v.parse::<u64>().ok()) {
+        return Some(now + Duration::from_secs(secs));
+    }
+    if h("x-ratelimit-remaining") == Some("0") {
+        let reset = h("x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let until = UNIX_EPOCH + Duration::from_secs(reset);
+        return Some(until.max(now + Duration::from_secs(1)));
+    }
+    if status == 429 || body.to_ascii_lowercase().contains("secondary rate limit") {
+        return Some(now + Duration::from_secs(60));
+    }
+    None
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get(LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+fn message_of(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+impl Api {
+    pub fn new(base_url: &str, auth: Auth, forge: &str) -> Result<Self, ForgeError> {
+        let cfg_err = |m: String| ForgeError::Config(m, forge.to_string());
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = base_url.trim_end_matches('/').to_string();
+        let builder = Octocrab::builder()
+            .base_uri(base.as_str())
+            .map_err(|e| cfg_err(format!("api_url `{base}`: {e}")))?
+            .add_header(http::HeaderName::from_static("x-github-api-version"), API_VERSION.to_string())
+            .add_header(http::header::ACCEPT, "application/vnd.github+json".to_string())
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)));
+        let crab = match auth {
+            Auth::Token(t) => builder.personal_token(t.expose().to_string()).build(),
+            Auth::App { app_id, installation_id, private_key_pem } => {
+                let key = octocrab::EncodingKey::from_rsa_pem(private_key_pem.expose().as_bytes())
+                    .map_err(|e| cfg_err(format!("GitHub App private key: {e}")))?;
+                builder.app(app_id.into(), key).build().and_then(|app| app.installation(installation_id.into()))
+            }
+        }
+        .map_err(|e| cfg_err(format!("cannot build the GitHub client: {e}")))?;
+        Ok(Self { crab, base, forge: forge.to_string(), etags: Mutex::new(HashMap::new()) })
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    fn transport(&self, what: &str, e: impl std::fmt::Display) -> ForgeError {
+        ForgeError::Transport { forge: self.forge.clone(), what: what.to_string(), message: e.to_string() }
+    }
+
+    fn classify(&self, what: &str, status: u16, headers: &HeaderMap, body: &str) -> ForgeError {
+        let forge = self.forge.clone();
+        if let Some(until) = rate_limit_until(status, headers, body, SystemTime::now()) {
+            return ForgeError::RateLimited { forge, until };
+        }
+        let message = message_of(body);
+        match status {
+            401 => ForgeError::Auth { forge, status, message },
+            403 => {
+                let need = headers.get("x-accepted-github-permissions").and_then(|v| v.to_str().ok());
+                let message = match need {
+                    Some(p) => format!("{message} (needs {p})"),
+                    None => message,
+                };
+                ForgeError::Permission { forge, status, message }
+            }
+            404 => ForgeError::NotFound { forge, what: what.to_string() },
+            500..=599 => ForgeError::Server { forge, what: what.to_string(), status },
+            _ => ForgeError::Rejected { forge, what: what.to_string(), status, message },
+        }
+    }
+
+    async fn read(&self, what: &str, r: Response) -> Result<(u16, HeaderMap, String), ForgeError> {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = self.crab.body_to_string(r).await.map_err(|e| self.transport(what, e))?;
+        Ok((status, headers, text))
+    }
+
+    /// A conditional GET: sends the last ETag of this URL, and on 304 gives the body cached with it.
+    pub async fn get(&self, what: &str, path_or_url: &str) -> Result<Got, ForgeError> {
+        let url = self.url(path_or_url);
+        let cached = self.etags.lock().ok().and_then(|m| m.get(&url).cloned());
+        let mut headers = HeaderMap::new();
+        if let Some((etag, _)) = &cached {
+            if let Ok(v) = etag.parse() {
+                headers.insert(IF_NONE_MATCH, v);
+            }
+        }
+        let r = self.crab._get_with_headers(url.as_str(), Some(headers)).await.map_err(|e| self.transport(what, e))?;
+        let (status, headers, text) = self.read(what, r).await?;
+        match status {
+            304 => match cached {
+                Some((_, body)) => Ok(Got::NotModified(body)),
+                None => Err(ForgeError::BadAnswer {
+                    forge: self.forge.clone(),
+                    what: what.to_string(),
+                    message: "304 for a request that was not conditional".into(),
+                }),
+            },
+            200 => {
+                let body: Value = serde_json::from_str(&text).map_err(|e| ForgeError::BadAnswer {
+                    forge: self.forge.clone(),
+                    what: what.to_string(),
+                    message: format!("not JSON: {e}"),
+                })?;
+                if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
+                    if let Ok(mut m) = self.etags.lock() {
+                        m.insert(url, (etag.to_string(), body.clone()));
+                    }
+                }
+                Ok(Got::Fresh { body, next: next_link(&headers) })
+            }
+            s => Err(self.classify(what, s, &headers, &text)),
+        }
+    }
+
+    pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, ForgeError> {
+        let url = self.url(path);
+        let r = self.crab._post(url.as_str(), Some(body)).await.map_err(|e| self.transport(what, e))?;
+        let (status, headers, text) = self.read(what, r).await?;
+        if !(200..300).contains(&status) {
+            return Err(self.classify(what, status, &headers, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| ForgeError::BadAnswer {
+            forge: self.forge.clone(),
+            what: what.to_string(),
+            message: format!("not JSON: {e}"),
+        })
+    }
+
+    /// DELETE; 404 counts as done.
+    pub async fn delete(&self, what: &str, path: &str) -> Result<(), ForgeError> {
+        let url = self.url(path);
+        let r = self.crab._delete(url.as_str(), None::<&()>).await.map_err(|e| self.transport(what, e))?;
+        let (status, headers, text) = self.read(what, r).await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            s => Err(self.classify(what, s, &headers, &text)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_limit_rules() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let reset = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1000120")]);
+        assert_eq!(rate_limit_until(403, &reset, "", now), Some(UNIX_EPOCH + Duration::from_secs(1_000_120)));
+        let retry = headers(&[("retry-after", "30"), ("x-ratelimit-remaining", "0")]);
+        assert_eq!(rate_limit_until(429, &retry, "", now), Some(now + Duration::from_secs(30)));
+        let secondary = r#"{"message":"You have exceeded a secondary rate limit."}"#;
+        assert_eq!(rate_limit_until(403, &headers(&[]), secondary, now), Some(now + Duration::from_secs(60)));
+        assert_eq!(rate_limit_until(403, &headers(&[("x-ratelimit-remaining", "12")]), "Must have admin", now), None);
+        assert_eq!(rate_limit_until(500, &reset, "", now), None);
+        let past = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "10")]);
+        assert_eq!(rate_limit_until(403, &past, "", now), Some(now + Duration::from_secs(1)), "a reset in the past");
+    }
+
+    #[test]
+    fn next_links() {
+        let h = headers(&[(
+            "link",
+            "<https://api.github.com/repos/o/r/actions/runs?page=2>; rel=\"next\", <https://api.github.com/repos/o/r/actions/runs?page=5>; rel=\"last\"",
+        )]);
+        assert_eq!(next_link(&h).as_deref(), Some("https://api.github.com/repos/o/r/actions/runs?page=2"));
+        let last = headers(&[("link", "<https://x/?page=1>; rel=\"prev\", <https://x/?page=1>; rel=\"first\"")]);
+        assert_eq!(next_link(&last), None);
+    }
+}

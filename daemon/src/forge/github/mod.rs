@@ -1,0 +1,326 @@
+//! The GitHub provider: repository- or organization-level just-in-time runners, discovery by polling queued
+//! and in-progress workflow runs and their jobs with conditional requests (an idle poll is all 304s and
+//! costs no rate limit), every page followed.
+
+pub mod api;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use api::{Api, Auth, Got};
+
+use super::{Claim, ForgeError, ForgeJob, JobStatus, PollOutcome, Provider, RunnerInfo, RunnerRequest, Secret};
+
+/// One `[[github]]` section of the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// The user or organization.
+    pub owner: String,
+    /// Repositories (names under `owner`) whose jobs to run, with runners registered per repository.
+    /// Empty: every repository of the organization, with runners registered at the organization.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// The REST API root (GitHub Enterprise Server: `https://HOST/api/v3`).
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Labels runners carry besides `self-hosted`, OS and architecture.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The runner group JIT runners join (1 is the default group).
+    #[serde(default = "default_group")]
+    pub runner_group_id: u64,
+    #[serde(default = "default_poll", with = "humantime_secs")]
+    pub poll_interval: Duration,
+    /// The image this provider's jobs run in when the job names none.
+    pub image: Option<String>,
+    /// A GitHub App instead of a token.
+    pub app: Option<GithubApp>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    /// The App's private key (PEM), read at start.
+    pub private_key_file: PathBuf,
+}
+
+fn default_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_group() -> u64 {
+    1
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(10)
+}
+
+mod humantime_secs {
+    use serde::Deserialize;
+    use std::time::Duration;
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
+    }
+}
+
+pub struct Github {
+    name: String,
+    cfg: GithubConfig,
+    api: Api,
+}
+
+/// The job status GitHub reports, in our terms.
+fn status_of(job: &Value) -> JobStatus {
+    match job["status"].as_str().unwrap_or("") {
+        "queued" => JobStatus::Queued,
+        "in_progress" => JobStatus::InProgress { runner_name: job["runner_name"].as_str().map(String::from) },
+        "completed" => JobStatus::Completed { conclusion: job["conclusion"].as_str().map(String::from) },
+        _ => JobStatus::Waiting,
+    }
+}
+
+/// A job object (REST list-jobs item or webhook `workflow_job`) as a `ForgeJob`.
+pub fn parse_job(provider: &str, repo: &str, job: &Value) -> Option<ForgeJob> {
+    Some(ForgeJob {
+        provider: provider.to_string(),
+        id: job["id"].as_u64()?,
+        run_id: job["run_id"].as_u64()?,
+        repo: repo.to_string(),
+        workflow: job["workflow_name"].as_str().unwrap_or("").to_string(),
+        name: job["name"].as_str().unwrap_or("").to_string(),
+        labels: job["labels"].as_array()?.iter().filter_map(|l| l.as_str().map(String::from)).collect(),
+        html_url: job["html_url"].as_str().map(String::from),
+        status: status_of(job),
+    })
+}
+
+impl Github {
+    pub fn new(cfg: GithubConfig, token: Option<Secret>) -> Result<Self, ForgeError> {
+        let name = format!("github:{}", cfg.owner);
+        let auth = match (&cfg.app, token) {
+            (Some(app), _) => {
+                let pem = std::fs::read_to_string(&app.private_key_file).map_err(|e| {
+                    ForgeError::Config(format!("cannot read {}: {e}", app.private_key_file.display()), name.clone())
+                })?;
+                Auth::App {
+                    app_id: app.app_id,
+                    installation_id: app.installation_id,
+                    private_key_pem: Secret::new(pem),
+                }
+            }
+            (None, Some(t)) => Auth::Token(t),
+            (None, None) => {
+                return Err(ForgeError::Config(
+                    "no credentials: pass --token or set GITHUB_TOKEN, or configure a GitHub App".into(),
+                    name,
+                ));
+            }
+        };
+        let api = Api::new(&cfg.api_url, auth, &name)?;
+        Ok(Self { name, cfg, api })
+    }
+
+    /// `owner/repo` of every repository to watch.
+    async fn repos(&self, counted: &mut u32) -> Result<Vec<String>, ForgeError> {
+        if !self.cfg.repos.is_empty() {
+            return Ok(self.cfg.repos.iter().map(|r| format!("{}/{r}", self.cfg.owner)).collect());
+        }
+        let mut out = Vec::new();
+        let mut url = format!("/orgs/{}/repos?per_page=100", self.cfg.owner);
+        loop {
+            let got = self.api.get("list organization repositories", &url).await?;
+            let next = match &got {
+                Got::Fresh { next, .. } => {
+                    *counted += 1;
+                    next.clone()
+                }
+                Got::NotModified(_) => None,
+            };
+            for r in got.body().as_array().into_iter().flatten() {
+                if let Some(n) = r["full_name"].as_str() {
+                    out.push(n.to_string());
+                }
+            }
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every page of a list endpoint (`key` holds the items); a 304 on the first page stands for all.
+    async fn list_all(
+        &self,
+        what: &str,
+        first: String,
+        key: &str,
+        counted: &mut u32,
+    ) -> Result<Vec<Value>, ForgeError> {
+        let mut items = Vec::new();
+        let mut url = first;
+        loop {
+            let got = self.api.get(what, &url).await?;
+            let next = match &got {
+                Got::Fresh { next, .. } => {
+                    *counted += 1;
+                    next.clone()
+                }
+                Got::NotModified(_) => None,
+            };
+            items.extend(got.body()[key].as_array().cloned().unwrap_or_default());
+            match next {
+                Some(n) => url = n,
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// The scope a job's runner registers in: its repository, or the organization.
+    fn scope_for(&self, repo: &str) -> String {
+        if self.cfg.repos.is_empty() { self.cfg.owner.clone() } else { repo.to_string() }
+    }
+
+    fn runners_path(&self, scope: &str) -> String {
+        if scope.contains('/') {
+            format!("/repos/{scope}/actions/runners")
+        } else {
+            format!("/orgs/{scope}/actions/runners")
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Github {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn default_image(&self) -> Option<&str> {
+        self.cfg.image.as_deref()
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.cfg.labels
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.cfg.poll_interval
+    }
+
+    async fn poll(&self) -> Result<PollOutcome, ForgeError> {
+        let mut counted = 0;
+        let mut jobs = Vec::new();
+        for repo in self.repos(&mut counted).await? {
+            // A queued job may sit in a run that is already in progress (other jobs of it started).
+            for status in ["queued", "in_progress"] {
+                let first = format!("/repos/{repo}/actions/runs?status={status}&per_page=100");
+                let runs = self.list_all("list workflow runs", first, "workflow_runs", &mut counted).await?;
+                for run in runs {
+                    let Some(run_id) = run["id"].as_u64() else { continue };
+                    let first = format!("/repos/{repo}/actions/runs/{run_id}/jobs?per_page=100");
+                    let list = self.list_all("list jobs of a run", first, "jobs", &mut counted).await?;
+                    jobs.extend(
+                        list.iter()
+                            .filter_map(|j| parse_job(&self.name, &repo, j))
+                            .filter(|j| j.status == JobStatus::Queued),
+                    );
+                }
+            }
+        }
+        Ok(PollOutcome { jobs, counted_requests: counted })
+    }
+
+    async fn claim(&self, job: &ForgeJob, runner: &RunnerRequest) -> Result<Claim, ForgeError> {
+        let scope = self.scope_for(&job.repo);
+        let body = json!({
+            "name": runner.name,
+            "runner_group_id": self.cfg.runner_group_id,
+            "labels": runner.labels,
+            "work_folder": "_work",
+        });
+        let path = format!("{}/generate-jitconfig", self.runners_path(&scope));
+        let r = self.api.post("generate a JIT runner config", &path, &body).await?;
+        let bad = |m: &str| ForgeError::BadAnswer {
+            forge: self.name.clone(),
+            what: "generate a JIT runner config".into(),
+            message: m.to_string(),
+        };
+        let runner_id = r["runner"]["id"].as_u64().ok_or_else(|| bad("no runner.id"))?;
+        let jit = r["encoded_jit_config"].as_str().ok_or_else(|| bad("no encoded_jit_config"))?;
+        Ok(Claim {
+            runner_id,
+            runner_name: r["runner"]["name"].as_str().unwrap_or(&runner.name).to_string(),
+            scope,
+            env: vec![("ACTIONS_RUNNER_INPUT_JITCONFIG".into(), Secret::new(jit))],
+        })
+    }
+
+    async fn release(&self, scope: &str, runner_id: u64) -> Result<(), ForgeError> {
+        self.api.delete("delete a runner", &format!("{}/{runner_id}", self.runners_path(scope))).await
+    }
+
+    async fn runners(&self, prefix: &str) -> Result<Vec<RunnerInfo>, ForgeError> {
+        let scopes: Vec<String> = if self.cfg.repos.is_empty() {
+            vec![self.cfg.owner.clone()]
+        } else {
+            self.cfg.repos.iter().map(|r| format!("{}/{r}", self.cfg.owner)).collect()
+        };
+        let mut out = Vec::new();
+        let mut counted = 0;
+        for scope in scopes {
+            let first = format!("{}?per_page=100", self.runners_path(&scope));
+            for r in self.list_all("list runners", first, "runners", &mut counted).await? {
+                let (Some(id), Some(name)) = (r["id"].as_u64(), r["name"].as_str()) else { continue };
+                if name.starts_with(prefix) {
+                    out.push(RunnerInfo { id, name: name.to_string(), scope: scope.clone(), busy: r["busy"] == true });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_parse_from_the_rest_shape() {
+        let j = json!({"id": 399444496u64, "run_id": 29679449u64, "status": "queued", "conclusion": null,
+            "name": "build", "workflow_name": "CI", "labels": ["self-hosted", "linux"],
+            "html_url": "https://github.com/o/r/actions/runs/29679449/job/399444496", "runner_name": null});
+        let f = parse_job("github:o", "o/r", &j).unwrap();
+        assert_eq!(f.id, 399444496);
+        assert_eq!(f.run_id, 29679449);
+        assert_eq!(f.labels, vec!["self-hosted", "linux"]);
+        assert_eq!(f.status, JobStatus::Queued);
+        assert_eq!(f.workflow, "CI");
+        let mut k = j.clone();
+        k["status"] = json!("in_progress");
+        k["runner_name"] = json!("ephemerd-1");
+        assert_eq!(
+            parse_job("g", "o/r", &k).unwrap().status,
+            JobStatus::InProgress { runner_name: Some("ephemerd-1".into()) }
+        );
+        assert!(parse_job("g", "o/r", &json!({"id": 1})).is_none());
+    }
+
+    #[test]
+    fn config_defaults_and_unknown_keys() {
+        let c: GithubConfig = toml::from_str("owner = \"o\"\nrepos = [\"r\"]").unwrap();
+        assert_eq!(c.api_url, "https://api.github.com");
+        assert_eq!(c.poll_interval, Duration::from_secs(10));
+        assert_eq!(c.runner_group_id, 1);
+        let e = toml::from_str::<GithubConfig>("owner = \"o\"\ntoken = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("token"), "{e}");
+        let e = Github::new(c, None).err().unwrap().to_string();
+        assert!(e.contains("GITHUB_TOKEN"), "{e}");
+    }
+}

@@ -25,31 +25,28 @@ pub enum Auth {
     App { app_id: u64, installation_id: u64, private_key_pem: Secret },
 }
 
-/// What a conditional GET found.
-pub enum Got {
-    /// 304: the cached body is still right.
-    NotModified(Value),
-    Fresh {
-        body: Value,
-        next: Option<String>,
-    },
+/// What a conditional GET found: the body, the next page, and whether it was a 304 (which costs no rate
+/// limit; the body and next page are then the ones cached with the ETag).
+pub struct Got {
+    pub body: Value,
+    pub next: Option<String>,
+    pub not_modified: bool,
 }
 
-impl Got {
-    pub fn body(&self) -> &Value {
-        match self {
-            Got::NotModified(b) => b,
-            Got::Fresh { body, .. } => body,
-        }
-    }
+/// What the last 200 of a URL said.
+#[derive(Clone)]
+struct Cached {
+    etag: String,
+    body: Value,
+    next: Option<String>,
 }
 
 pub struct Api {
     crab: Octocrab,
     base: String,
     forge: String,
-    /// URL → (ETag, body) of the last 200.
-    etags: Mutex<HashMap<String, (String, Value)>>,
+    /// URL → what its last 200 said.
+    etags: Mutex<HashMap<String, Cached>>,
 }
 
 /// The wait a rate-limited answer asks for: `Retry-After` first, then `x-ratelimit-reset` when nothing is
@@ -162,8 +159,8 @@ impl Api {
         let url = self.url(path_or_url);
         let cached = self.etags.lock().ok().and_then(|m| m.get(&url).cloned());
         let mut headers = HeaderMap::new();
-        if let Some((etag, _)) = &cached {
-            if let Ok(v) = etag.parse() {
+        if let Some(c) = &cached {
+            if let Ok(v) = c.etag.parse() {
                 headers.insert(IF_NONE_MATCH, v);
             }
         }
@@ -171,7 +168,7 @@ impl Api {
         let (status, headers, text) = self.read(what, r).await?;
         match status {
             304 => match cached {
-                Some((_, body)) => Ok(Got::NotModified(body)),
+                Some(c) => Ok(Got { body: c.body, next: c.next, not_modified: true }),
                 None => Err(ForgeError::BadAnswer {
                     forge: self.forge.clone(),
                     what: what.to_string(),
@@ -184,12 +181,13 @@ impl Api {
                     what: what.to_string(),
                     message: format!("not JSON: {e}"),
                 })?;
+                let next = next_link(&headers);
                 if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
                     if let Ok(mut m) = self.etags.lock() {
-                        m.insert(url, (etag.to_string(), body.clone()));
+                        m.insert(url, Cached { etag: etag.to_string(), body: body.clone(), next: next.clone() });
                     }
                 }
-                Ok(Got::Fresh { body, next: next_link(&headers) })
+                Ok(Got { body, next, not_modified: false })
             }
             s => Err(self.classify(what, s, &headers, &text)),
         }

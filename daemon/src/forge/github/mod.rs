@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use api::{Api, Auth, Got};
+use api::{Api, Auth};
 
 use super::{Claim, ForgeError, ForgeJob, JobStatus, PollOutcome, Provider, RunnerInfo, RunnerRequest, Secret};
 
@@ -131,51 +131,32 @@ impl Github {
         if !self.cfg.repos.is_empty() {
             return Ok(self.cfg.repos.iter().map(|r| format!("{}/{r}", self.cfg.owner)).collect());
         }
-        let mut out = Vec::new();
-        let mut url = format!("/orgs/{}/repos?per_page=100", self.cfg.owner);
-        loop {
-            let got = self.api.get("list organization repositories", &url).await?;
-            let next = match &got {
-                Got::Fresh { next, .. } => {
-                    *counted += 1;
-                    next.clone()
-                }
-                Got::NotModified(_) => None,
-            };
-            for r in got.body().as_array().into_iter().flatten() {
-                if let Some(n) = r["full_name"].as_str() {
-                    out.push(n.to_string());
-                }
-            }
-            match next {
-                Some(n) => url = n,
-                None => break,
-            }
-        }
-        Ok(out)
+        let first = format!("/orgs/{}/repos?per_page=100", self.cfg.owner);
+        let repos = self.list_all("list organization repositories", first, None, counted).await?;
+        Ok(repos.iter().filter_map(|r| r["full_name"].as_str().map(String::from)).collect())
     }
 
-    /// Every page of a list endpoint (`key` holds the items); a 304 on the first page stands for all.
+    /// Every page of a list endpoint (`key` holds the items, `None` for a bare array).
     async fn list_all(
         &self,
         what: &str,
         first: String,
-        key: &str,
+        key: Option<&str>,
         counted: &mut u32,
     ) -> Result<Vec<Value>, ForgeError> {
         let mut items = Vec::new();
         let mut url = first;
         loop {
             let got = self.api.get(what, &url).await?;
-            let next = match &got {
-                Got::Fresh { next, .. } => {
-                    *counted += 1;
-                    next.clone()
-                }
-                Got::NotModified(_) => None,
+            if !got.not_modified {
+                *counted += 1;
+            }
+            let list = match key {
+                Some(k) => &got.body[k],
+                None => &got.body,
             };
-            items.extend(got.body()[key].as_array().cloned().unwrap_or_default());
-            match next {
+            items.extend(list.as_array().cloned().unwrap_or_default());
+            match got.next {
                 Some(n) => url = n,
                 None => return Ok(items),
             }
@@ -221,11 +202,11 @@ impl Provider for Github {
             // A queued job may sit in a run that is already in progress (other jobs of it started).
             for status in ["queued", "in_progress"] {
                 let first = format!("/repos/{repo}/actions/runs?status={status}&per_page=100");
-                let runs = self.list_all("list workflow runs", first, "workflow_runs", &mut counted).await?;
+                let runs = self.list_all("list workflow runs", first, Some("workflow_runs"), &mut counted).await?;
                 for run in runs {
                     let Some(run_id) = run["id"].as_u64() else { continue };
                     let first = format!("/repos/{repo}/actions/runs/{run_id}/jobs?per_page=100");
-                    let list = self.list_all("list jobs of a run", first, "jobs", &mut counted).await?;
+                    let list = self.list_all("list jobs of a run", first, Some("jobs"), &mut counted).await?;
                     jobs.extend(
                         list.iter()
                             .filter_map(|j| parse_job(&self.name, &repo, j))
@@ -276,7 +257,7 @@ impl Provider for Github {
         let mut counted = 0;
         for scope in scopes {
             let first = format!("{}?per_page=100", self.runners_path(&scope));
-            for r in self.list_all("list runners", first, "runners", &mut counted).await? {
+            for r in self.list_all("list runners", first, Some("runners"), &mut counted).await? {
                 let (Some(id), Some(name)) = (r["id"].as_u64(), r["name"].as_str()) else { continue };
                 if name.starts_with(prefix) {
                     out.push(RunnerInfo { id, name: name.to_string(), scope: scope.clone(), busy: r["busy"] == true });

@@ -1,0 +1,475 @@
+//! A stateful fake of GitHub's REST API for self-hosted runners, speaking the public wire format: the
+//! paths, query parameters, JSON fields and status codes of the endpoints ephemerd uses (runs, jobs,
+//! generate-jitconfig, runners, organization repositories), `Authorization` checks, rate-limit headers,
+//! weak ETags with `If-None-Match` → 304 (not counted against the limit), `Link` pagination, and injected
+//! faults (5xx bursts, primary and secondary rate limits).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const DOCS: &str = "https://docs.github.com/rest";
+
+/// A fault the fake answers with instead of serving a request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer this status (a 5xx burst is several of these, or `fail_for`).
+    Status(u16),
+    /// Primary rate limit exhausted until `reset` (unix seconds).
+    RateLimited { reset: u64 },
+    /// A secondary rate limit with `Retry-After`.
+    Secondary { retry_after: u64 },
+}
+
+/// One request the fake saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct GhState {
+    pub token: String,
+    /// `owner/repo` → its runs, jobs, runners.
+    pub repos: BTreeMap<String, RepoState>,
+    /// Organization-level runners, by org.
+    pub org_runners: BTreeMap<String, Vec<Value>>,
+    pub seen: Vec<Seen>,
+    pub faults: VecDeque<Fault>,
+    /// Answer every request with this status until then.
+    pub fail_until: Option<(Instant, u16)>,
+    pub remaining: i64,
+    next_id: u64,
+    base_url: String,
+}
+
+#[derive(Default, Clone)]
+pub struct RepoState {
+    pub runs: Vec<Value>,
+    pub jobs: Vec<Value>,
+    pub runners: Vec<Value>,
+}
+
+pub struct FakeGithub {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<GhState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeGithub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn iso(t: u64) -> String {
+    // Good enough for the fake: a fixed date with the time of day.
+    format!("2026-01-01T{:02}:{:02}:{:02}Z", (t / 3600) % 24, (t / 60) % 60, t % 60)
+}
+
+impl FakeGithub {
+    /// Serves on a loopback port; requests must carry `token`.
+    pub async fn start(token: &str) -> FakeGithub {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(GhState {
+            token: token.to_string(),
+            remaining: 5000,
+            next_id: 1000,
+            base_url: format!("http://{addr}"),
+            ..Default::default()
+        }));
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeGithub { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut GhState) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Queues a run with one job in `repo`; returns (run id, job id).
+    pub fn queue_job(&self, repo: &str, name: &str, labels: &[&str]) -> (u64, u64) {
+        self.with(|s| {
+            s.next_id += 1;
+            let run_id = s.next_id;
+            s.next_id += 1;
+            let job_id = s.next_id;
+            let t = now_unix();
+            let base = "https://github.com";
+            let api = s.base_url.clone();
+            let r = s.repos.entry(repo.to_string()).or_default();
+            r.runs.push(json!({
+                "id": run_id, "node_id": format!("WFR_{run_id}"), "name": "CI", "head_branch": "main",
+                "head_sha": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "path": ".github/workflows/ci.yml",
+                "display_title": "CI", "run_number": run_id % 1000, "event": "push", "status": "queued",
+                "conclusion": null, "workflow_id": 7, "check_suite_id": run_id + 1, "run_attempt": 1,
+                "url": format!("{api}/repos/{repo}/actions/runs/{run_id}"),
+                "html_url": format!("{base}/{repo}/actions/runs/{run_id}"),
+                "jobs_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/jobs"),
+                "logs_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/logs"),
+                "check_suite_url": format!("{api}/repos/{repo}/check-suites/{}", run_id + 1),
+                "artifacts_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/artifacts"),
+                "cancel_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/cancel"),
+                "rerun_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/rerun"),
+                "workflow_url": format!("{api}/repos/{repo}/actions/workflows/7"),
+                "created_at": iso(t), "updated_at": iso(t), "run_started_at": iso(t),
+                "pull_requests": [], "head_commit": null, "repository": {"full_name": repo},
+                "head_repository": {"full_name": repo},
+            }));
+            r.jobs.push(json!({
+                "id": job_id, "run_id": run_id, "node_id": format!("CR_{job_id}"),
+                "run_url": format!("{api}/repos/{repo}/actions/runs/{run_id}"),
+                "url": format!("{api}/repos/{repo}/actions/jobs/{job_id}"),
+                "html_url": format!("{base}/{repo}/actions/runs/{run_id}/job/{job_id}"),
+                "check_run_url": format!("{api}/repos/{repo}/check-runs/{job_id}"),
+                "head_sha": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "head_branch": "main",
+                "workflow_name": "CI", "name": name, "status": "queued", "conclusion": null,
+                "created_at": iso(t), "started_at": iso(t), "completed_at": null,
+                "labels": labels, "runner_id": null, "runner_name": null,
+                "runner_group_id": null, "runner_group_name": null, "run_attempt": 1, "steps": [],
+            }));
+            (run_id, job_id)
+        })
+    }
+
+    /// Moves a job on (as GitHub does when a runner takes it and finishes it).
+    pub fn set_job(&self, job_id: u64, status: &str, conclusion: Option<&str>, runner: Option<&str>) {
+        self.with(|s| {
+            for r in s.repos.values_mut() {
+                let mut run_of = None;
+                for j in r.jobs.iter_mut().filter(|j| j["id"] == job_id) {
+                    j["status"] = json!(status);
+                    j["conclusion"] = json!(conclusion);
+                    if let Some(n) = runner {
+                        j["runner_name"] = json!(n);
+                    }
+                    run_of = j["run_id"].as_u64();
+                }
+                if let Some(run_id) = run_of {
+                    let statuses: Vec<String> = r
+                        .jobs
+                        .iter()
+                        .filter(|j| j["run_id"] == run_id)
+                        .map(|j| j["status"].as_str().unwrap_or("").to_string())
+                        .collect();
+                    let run_status = if statuses.iter().all(|s| s == "completed") {
+                        "completed"
+                    } else if statuses.iter().all(|s| s == "queued") {
+                        "queued"
+                    } else {
+                        "in_progress"
+                    };
+                    for run in r.runs.iter_mut().filter(|x| x["id"] == run_id) {
+                        run["status"] = json!(run_status);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runners registered in `scope` (`owner/repo` or an org).
+    pub fn runners(&self, scope: &str) -> Vec<Value> {
+        self.with(|s| {
+            if scope.contains('/') {
+                s.repos.get(scope).map(|r| r.runners.clone()).unwrap_or_default()
+            } else {
+                s.org_runners.get(scope).cloned().unwrap_or_default()
+            }
+        })
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.with(|s| s.seen.clone())
+    }
+
+    pub fn inject(&self, f: Fault) {
+        self.with(|s| s.faults.push_back(f));
+    }
+
+    pub fn fail_for(&self, d: Duration, status: u16) {
+        self.with(|s| s.fail_until = Some((Instant::now() + d, status)));
+    }
+}
+
+fn error(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({ "message": message, "documentation_url": DOCS, "status": status.to_string() }))
+}
+
+fn rate_headers(h: &mut HeaderMap, remaining: i64) {
+    let set = |h: &mut HeaderMap, k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, "x-ratelimit-limit", "5000".into());
+    set(h, "x-ratelimit-remaining", remaining.max(0).to_string());
+    set(h, "x-ratelimit-used", (5000 - remaining.max(0)).to_string());
+    set(h, "x-ratelimit-reset", (now_unix() + 3600).to_string());
+    set(h, "x-ratelimit-resource", "core".into());
+}
+
+fn query_of(uri: &Uri) -> BTreeMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// One page of `items` under `key`, with `Link` to the others.
+fn page(base: &str, uri: &Uri, key: &str, items: Vec<Value>, h: &mut HeaderMap) -> Value {
+    let q = query_of(uri);
+    let per: usize = q.get("per_page").and_then(|v| v.parse().ok()).unwrap_or(30).clamp(1, 100);
+    let pg: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let last = items.len().div_ceil(per).max(1);
+    let link_for = |n: usize| {
+        let mut q2 = q.clone();
+        q2.insert("page".into(), n.to_string());
+        let qs: Vec<String> = q2.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{base}{}?{}", uri.path(), qs.join("&"))
+    };
+    let mut links = Vec::new();
+    if pg < last {
+        links.push(format!("<{}>; rel=\"next\"", link_for(pg + 1)));
+        links.push(format!("<{}>; rel=\"last\"", link_for(last)));
+    }
+    if pg > 1 {
+        links.push(format!("<{}>; rel=\"prev\"", link_for(pg - 1)));
+        links.push(format!("<{}>; rel=\"first\"", link_for(1)));
+    }
+    if !links.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&links.join(", "))
+    {
+        h.insert("link", v);
+    }
+    let total = items.len();
+    let slice: Vec<Value> = items.into_iter().skip((pg - 1) * per).take(per).collect();
+    if key.is_empty() { Value::Array(slice) } else { json!({ "total_count": total, key: slice }) }
+}
+
+fn jit_config(base: &str, runner_id: u64, name: &str) -> String {
+    let runner = json!({
+        "agentId": runner_id, "agentName": name, "poolId": 1, "poolName": "Default",
+        "serverUrl": format!("{base}/_runner/{runner_id}"), "gitHubUrl": base, "workFolder": "_work",
+        "ephemeral": true, "useV2Flow": true,
+    });
+    let creds = json!({"scheme": "OAuth", "data": {"clientId": format!("00000000-0000-0000-0000-{runner_id:012}"),
+        "authorizationUrl": format!("{base}/_runner/{runner_id}/token"), "requireFipsCryptography": "False"}});
+    let files = json!({
+        ".runner": B64.encode(runner.to_string()),
+        ".credentials": B64.encode(creds.to_string()),
+        ".credentials_rsaparams": B64.encode("{}"),
+    });
+    B64.encode(files.to_string())
+}
+
+async fn handle(
+    State(state): State<Arc<Mutex<GhState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = match state.lock() {
+        Ok(s) => s,
+        Err(e) => e.into_inner(),
+    };
+    let mut h = HeaderMap::new();
+    let (status, body) = serve(&mut s, &method, &uri, &headers, &body, &mut h);
+    let path_and_query = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    s.seen.push(Seen { method: method.to_string(), path_and_query, status });
+    let mut resp = if status == 304 || status == 204 {
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK).into_response()
+    } else {
+        let mut r = axum::Json(body).into_response();
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        r
+    };
+    resp.headers_mut().extend(h);
+    resp
+}
+
+fn serve(
+    s: &mut GhState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    h: &mut HeaderMap,
+) -> (u16, Value) {
+    if let Some((until, status)) = s.fail_until {
+        if Instant::now() < until {
+            return error(status, "Server Error");
+        }
+        s.fail_until = None;
+    }
+    match s.faults.pop_front() {
+        Some(Fault::Status(st)) => return error(st, "Server Error"),
+        Some(Fault::RateLimited { reset }) => {
+            for (k, v) in [("x-ratelimit-remaining", "0".to_string()), ("x-ratelimit-reset", reset.to_string())] {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(k, v);
+                }
+            }
+            return error(403, "API rate limit exceeded for user ID 1.");
+        }
+        Some(Fault::Secondary { retry_after }) => {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                h.insert("retry-after", v);
+            }
+            return error(
+                403,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            );
+        }
+        None => {}
+    }
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token ")).unwrap_or("");
+    if token != s.token {
+        return error(401, "Bad credentials");
+    }
+    let (status, value) = route(s, method, uri, body, h);
+    // Conditional GETs: a matching ETag is a 304 that costs nothing.
+    if *method == Method::GET && status == 200 {
+        let etag = format!("W/\"{}\"", hex::encode(Sha256::digest(value.to_string().as_bytes())));
+        let matches = headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert("etag", v);
+        }
+        if matches {
+            rate_headers(h, s.remaining);
+            return (304, Value::Null);
+        }
+    }
+    s.remaining -= 1;
+    rate_headers(h, s.remaining);
+    (status, value)
+}
+
+fn route(s: &mut GhState, method: &Method, uri: &Uri, body: &Bytes, h: &mut HeaderMap) -> (u16, Value) {
+    let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let base = s.base_url.clone();
+    let q = query_of(uri);
+    match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["repos", o, r, "actions", "runs"]) => {
+            let repo = format!("{o}/{r}");
+            let runs: Vec<Value> = s
+                .repos
+                .get(&repo)
+                .map(|x| x.runs.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|run| q.get("status").is_none_or(|st| run["status"] == st.as_str()))
+                .collect();
+            (200, page(&base, uri, "workflow_runs", runs, h))
+        }
+        (Method::GET, ["repos", o, r, "actions", "runs", run_id, "jobs"]) => {
+            let repo = format!("{o}/{r}");
+            let Ok(run_id) = run_id.parse::<u64>() else { return error(404, "Not Found") };
+            let Some(rs) = s.repos.get(&repo) else { return error(404, "Not Found") };
+            if !rs.runs.iter().any(|x| x["id"] == run_id) {
+                return error(404, "Not Found");
+            }
+            let jobs: Vec<Value> = rs.jobs.iter().filter(|j| j["run_id"] == run_id).cloned().collect();
+            (200, page(&base, uri, "jobs", jobs, h))
+        }
+        (Method::GET, ["orgs", org, "repos"]) => {
+            let repos: Vec<Value> = s
+                .repos
+                .keys()
+                .filter(|k| k.split('/').next() == Some(org))
+                .map(|k| json!({"id": 1, "name": k.split('/').nth(1), "full_name": k, "private": false}))
+                .collect();
+            (200, page(&base, uri, "", repos, h))
+        }
+        (Method::POST, [.., "actions", "runners", "generate-jitconfig"]) => {
+            let scope = scope_of(&segs);
+            let Ok(req) = serde_json::from_slice::<Value>(body) else { return error(400, "Problems parsing JSON") };
+            let name = req["name"].as_str().unwrap_or("").to_string();
+            let labels = req["labels"].as_array().cloned().unwrap_or_default();
+            if name.is_empty()
+                || req["runner_group_id"].as_u64().is_none()
+                || labels.is_empty()
+                || labels.len() > 100
+                || labels.iter().any(|l| !l.is_string())
+            {
+                return error(422, "Invalid request.\n\nname, runner_group_id and 1-100 labels are required.");
+            }
+            let list = runners_mut(s, &scope);
+            if list.iter().any(|r| r["name"] == name.as_str()) {
+                return error(409, "Already exists - A runner with the same name already exists.");
+            }
+            s.next_id += 1;
+            let id = s.next_id;
+            let runner = json!({
+                "id": id, "name": name, "os": "unknown", "status": "offline", "busy": false, "ephemeral": true,
+                "runner_group_id": req["runner_group_id"],
+                "labels": labels.iter().enumerate().map(|(i, l)| json!({"id": i + 1, "name": l,
+                    "type": if i < 3 { "read-only" } else { "custom" }})).collect::<Vec<_>>(),
+            });
+            runners_mut(s, &scope).push(runner.clone());
+            (201, json!({ "runner": runner, "encoded_jit_config": jit_config(&base, id, &name) }))
+        }
+        (Method::GET, [.., "actions", "runners"]) => {
+            let scope = scope_of(&segs);
+            let list = runners_mut(s, &scope).clone();
+            (200, page(&base, uri, "runners", list, h))
+        }
+        (Method::DELETE, [.., "actions", "runners", id]) => {
+            let scope = scope_of(&segs[..segs.len() - 1]);
+            let Ok(id) = id.parse::<u64>() else { return error(404, "Not Found") };
+            let list = runners_mut(s, &scope);
+            match list.iter().position(|r| r["id"] == id) {
+                None => error(404, "Not Found"),
+                Some(i) if list[i]["busy"] == true => error(422, "Bad request - Runner \"x\" is still running a job\""),
+                Some(i) => {
+                    list.remove(i);
+                    (204, Value::Null)
+                }
+            }
+        }
+        _ => error(404, "Not Found"),
+    }
+}
+
+/// `owner/repo` for `/repos/o/r/actions/runners...`, the org for `/orgs/org/actions/runners...`.
+fn scope_of(segs: &[&str]) -> String {
+    match segs {
+        ["repos", o, r, ..] => format!("{o}/{r}"),
+        ["orgs", org, ..] => org.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn runners_mut<'a>(s: &'a mut GhState, scope: &str) -> &'a mut Vec<Value> {
+    if scope.contains('/') {
+        &mut s.repos.entry(scope.to_string()).or_default().runners
+    } else {
+        s.org_runners.entry(scope.to_string()).or_default()
+    }
+}

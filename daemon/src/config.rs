@@ -36,6 +36,55 @@ pub struct Config {
     pub runner: RunnerConfig,
     /// Per-registry settings, keyed by registry host (with port), e.g. `"ghcr.io"` or `"localhost:5000"`.
     pub registries: BTreeMap<String, RegistryConfig>,
+    pub scheduler: SchedulerConfig,
+    /// GitHub owners to take jobs from (`[[github]]`, one per owner).
+    pub github: Vec<crate::forge::github::GithubConfig>,
+}
+
+/// How `ephemerd serve` schedules forge jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Jobs running at once.
+    pub max_concurrent: usize,
+    /// How long a started runner may wait for the forge to give it its job before it is removed.
+    #[serde(with = "humantime_serde_compat")]
+    pub pickup_timeout: Duration,
+    /// The longest a job may run.
+    #[serde(with = "humantime_serde_compat")]
+    pub job_timeout: Duration,
+    /// How long `drain` waits for running jobs before stopping them.
+    #[serde(with = "humantime_serde_compat")]
+    pub drain_timeout: Duration,
+    /// Runner names start with this (`<prefix>-<host>-<job id>`); runners so named that no job owns are
+    /// removed at start.
+    pub runner_prefix: String,
+    /// Label profiles: jobs asking for all of a profile's labels run with its image and limits.
+    pub profiles: Vec<ProfileConfig>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 2,
+            pickup_timeout: Duration::from_secs(300),
+            job_timeout: Duration::from_secs(6 * 3600),
+            drain_timeout: Duration::from_secs(3600),
+            runner_prefix: "ephemerd".into(),
+            profiles: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub image: Option<String>,
+    pub cpus: Option<f64>,
+    pub memory: Option<ByteSize>,
+    pub pids: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -287,6 +336,38 @@ impl Config {
         }
         if self.image.default.trim().is_empty() {
             return Err(ConfigError::Invalid { key: "image.default", message: "must name an image".into() });
+        }
+        if self.scheduler.max_concurrent == 0 {
+            return Err(ConfigError::Invalid { key: "scheduler.max_concurrent", message: "must be at least 1".into() });
+        }
+        let p = &self.scheduler.runner_prefix;
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError::Invalid {
+                key: "scheduler.runner_prefix",
+                message: format!("`{p}` must be letters, digits, - or _"),
+            });
+        }
+        for pr in &self.scheduler.profiles {
+            if pr.labels.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "scheduler.profiles.labels",
+                    message: format!("profile `{}` needs at least one label", pr.name),
+                });
+            }
+        }
+        for g in &self.github {
+            if g.owner.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "github.owner",
+                    message: "must name a user or organization".into(),
+                });
+            }
+            if !(g.api_url.starts_with("https://") || g.api_url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    key: "github.api_url",
+                    message: format!("`{}` is not an http(s) URL", g.api_url),
+                });
+            }
         }
         for (host, r) in &self.registries {
             if r.password_env.is_some() && r.username.is_none() {

@@ -134,6 +134,29 @@ impl Store {
                 exit_code INTEGER,
                 oom_killed INTEGER NOT NULL DEFAULT 0
             );
+            CREATE TABLE IF NOT EXISTS forge_jobs (
+                provider TEXT NOT NULL,
+                forge_job_id INTEGER NOT NULL,
+                run_id INTEGER NOT NULL,
+                repo TEXT NOT NULL,
+                workflow TEXT NOT NULL,
+                name TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                html_url TEXT,
+                phase TEXT NOT NULL,
+                runner_name TEXT,
+                runner_id INTEGER,
+                scope TEXT,
+                image TEXT,
+                runtime_id TEXT,
+                exit_code INTEGER,
+                conclusion TEXT,
+                queued_at INTEGER NOT NULL,
+                claimed_at INTEGER,
+                started_at INTEGER,
+                finished_at INTEGER,
+                PRIMARY KEY (provider, forge_job_id)
+            );
             CREATE TABLE IF NOT EXISTS resources (
                 job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
                 seq INTEGER NOT NULL,
@@ -240,6 +263,178 @@ impl Store {
     }
 }
 
+/// A forge job's history record: what it was, where it ran, how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgeJobRecord {
+    pub provider: String,
+    pub forge_job_id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub workflow: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub html_url: Option<String>,
+    pub phase: String,
+    pub runner_name: Option<String>,
+    pub runner_id: Option<u64>,
+    pub scope: Option<String>,
+    pub image: Option<String>,
+    pub runtime_id: Option<String>,
+    pub exit_code: Option<i64>,
+    pub conclusion: Option<String>,
+    pub queued_at: i64,
+    pub claimed_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Store {
+    /// Records a job first seen queued (a second report of the same job changes nothing).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forge_job_seen(
+        &self,
+        provider: &str,
+        id: u64,
+        run_id: u64,
+        repo: &str,
+        workflow: &str,
+        name: &str,
+        labels: &[String],
+        html_url: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(labels).unwrap_or_else(|_| "[]".into());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO forge_jobs (provider, forge_job_id, run_id, repo, workflow, name, labels, html_url, phase, queued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)
+                 ON CONFLICT (provider, forge_job_id) DO NOTHING",
+                params![provider, id as i64, run_id as i64, repo, workflow, name, labels, html_url, now()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Moves a job to `phase`, stamping the time for the phases that have one.
+    pub fn forge_job_phase(&self, provider: &str, id: u64, phase: &str) -> Result<(), StoreError> {
+        let stamp = match phase {
+            "claimed" => Some("claimed_at"),
+            "running" => Some("started_at"),
+            "finished" | "failed" => Some("finished_at"),
+            _ => None,
+        };
+        self.with(|c| {
+            let sql = match stamp {
+                Some(col) => format!(
+                    "UPDATE forge_jobs SET phase = ?3, {col} = COALESCE({col}, ?4) WHERE provider = ?1 AND forge_job_id = ?2"
+                ),
+                None => "UPDATE forge_jobs SET phase = ?3 WHERE provider = ?1 AND forge_job_id = ?2 AND ?4 = ?4".into(),
+            };
+            c.execute(&sql, params![provider, id as i64, phase, now()]).map(drop)
+        })
+    }
+
+    pub fn forge_job_claimed(
+        &self,
+        provider: &str,
+        id: u64,
+        runner_name: &str,
+        runner_id: u64,
+        scope: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE forge_jobs SET runner_name = ?3, runner_id = ?4, scope = ?5 WHERE provider = ?1 AND forge_job_id = ?2",
+                params![provider, id as i64, runner_name, runner_id as i64, scope],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn forge_job_runtime(&self, provider: &str, id: u64, runtime_id: &str, image: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE forge_jobs SET runtime_id = ?3, image = ?4 WHERE provider = ?1 AND forge_job_id = ?2",
+                params![provider, id as i64, runtime_id, image],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn forge_job_outcome(
+        &self,
+        provider: &str,
+        id: u64,
+        exit_code: Option<i64>,
+        conclusion: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE forge_jobs SET exit_code = COALESCE(?3, exit_code), conclusion = COALESCE(?4, conclusion)
+                 WHERE provider = ?1 AND forge_job_id = ?2",
+                params![provider, id as i64, exit_code, conclusion],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn forge_job(&self, provider: &str, id: u64) -> Result<Option<ForgeJobRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("{FORGE_JOB_SELECT} WHERE provider = ?1 AND forge_job_id = ?2"),
+                params![provider, id as i64],
+                row_to_forge_job,
+            )
+            .optional()
+        })
+    }
+
+    /// Forge jobs not yet cleaned up (after a crash: to close and reconcile).
+    pub fn unfinished_forge_jobs(&self) -> Result<Vec<ForgeJobRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!("{FORGE_JOB_SELECT} WHERE phase NOT IN ('cleaned') ORDER BY queued_at"))?;
+            st.query_map([], row_to_forge_job)?.collect()
+        })
+    }
+
+    /// Every forge job, newest first.
+    pub fn forge_jobs(&self) -> Result<Vec<ForgeJobRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!("{FORGE_JOB_SELECT} ORDER BY queued_at DESC, forge_job_id DESC"))?;
+            st.query_map([], row_to_forge_job)?.collect()
+        })
+    }
+}
+
+const FORGE_JOB_SELECT: &str = "SELECT provider, forge_job_id, run_id, repo, workflow, name, labels, html_url, phase,
+    runner_name, runner_id, scope, image, runtime_id, exit_code, conclusion, queued_at, claimed_at, started_at,
+    finished_at FROM forge_jobs";
+
+fn row_to_forge_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForgeJobRecord> {
+    let labels: String = r.get(6)?;
+    Ok(ForgeJobRecord {
+        provider: r.get(0)?,
+        forge_job_id: r.get::<_, i64>(1)? as u64,
+        run_id: r.get::<_, i64>(2)? as u64,
+        repo: r.get(3)?,
+        workflow: r.get(4)?,
+        name: r.get(5)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        html_url: r.get(7)?,
+        phase: r.get(8)?,
+        runner_name: r.get(9)?,
+        runner_id: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        scope: r.get(11)?,
+        image: r.get(12)?,
+        runtime_id: r.get(13)?,
+        exit_code: r.get(14)?,
+        conclusion: r.get(15)?,
+        queued_at: r.get(16)?,
+        claimed_at: r.get(17)?,
+        started_at: r.get(18)?,
+        finished_at: r.get(19)?,
+    })
+}
+
 fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
     let state: String = r.get(2)?;
     Ok(JobRecord {
@@ -291,5 +486,30 @@ mod tests {
         s.set_cleaned("j1").unwrap();
         assert!(s.unclean_jobs().unwrap().is_empty());
         assert_eq!(s.job("j1").unwrap().unwrap().state, JobState::Cleaned);
+    }
+
+    #[test]
+    fn forge_job_history_keeps_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.db")).unwrap();
+        let labels = vec!["self-hosted".to_string(), "linux".to_string()];
+        s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "build", &labels, Some("https://x/7")).unwrap();
+        s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "renamed", &labels, None).unwrap();
+        s.forge_job_phase("github:o", 7, "claimed").unwrap();
+        s.forge_job_claimed("github:o", 7, "ephemerd-h-j1", 99, "o/r").unwrap();
+        s.forge_job_runtime("github:o", 7, "j1", "img").unwrap();
+        s.forge_job_phase("github:o", 7, "running").unwrap();
+        s.forge_job_phase("github:o", 7, "finished").unwrap();
+        s.forge_job_outcome("github:o", 7, Some(0), Some("success")).unwrap();
+        let r = s.forge_job("github:o", 7).unwrap().unwrap();
+        assert_eq!(r.name, "build", "a second report changes nothing");
+        assert_eq!(r.labels, labels);
+        assert_eq!((r.runner_id, r.scope.as_deref(), r.runtime_id.as_deref()), (Some(99), Some("o/r"), Some("j1")));
+        assert!(r.claimed_at.is_some() && r.started_at.is_some() && r.finished_at.is_some());
+        assert_eq!((r.exit_code, r.conclusion.as_deref(), r.phase.as_str()), (Some(0), Some("success"), "finished"));
+        assert_eq!(s.unfinished_forge_jobs().unwrap().len(), 1);
+        s.forge_job_phase("github:o", 7, "cleaned").unwrap();
+        assert!(s.unfinished_forge_jobs().unwrap().is_empty());
+        assert_eq!(s.forge_jobs().unwrap().len(), 1);
     }
 }

@@ -35,6 +35,15 @@ pub enum Command {
     Image(ImageCommand),
     /// Remove everything an interrupted or killed ephemerd left behind (containers, networks, rules)
     Cleanup,
+    /// Run the forges' jobs: poll for queued jobs, one fresh container and just-in-time runner each
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// GitHub token (classic or fine-grained PAT) for the [[github]] sections without an App
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,5 +8,6 @@ pub mod forge;
 pub mod platform;
 pub mod runtime;
 pub mod scheduler;
+pub mod serve;
 pub mod store;
 pub mod workflow;

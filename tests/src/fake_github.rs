@@ -53,6 +53,12 @@ pub struct GhState {
     pub remaining: i64,
     next_id: u64,
     base_url: String,
+    /// The base URL runners (in job containers) reach the fake at.
+    runner_url: String,
+    /// Job id → the script its runner runs.
+    pub scripts: BTreeMap<u64, String>,
+    /// The most jobs in progress at once.
+    pub max_in_progress: usize,
 }
 
 #[derive(Default, Clone)]
@@ -86,13 +92,20 @@ fn iso(t: u64) -> String {
 impl FakeGithub {
     /// Serves on a loopback port; requests must carry `token`.
     pub async fn start(token: &str) -> FakeGithub {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0", token).await
+    }
+
+    /// Serves on `bind` (e.g. `0.0.0.0:0`, so job containers can reach it through their gateway).
+    pub async fn start_on(bind: &str, token: &str) -> FakeGithub {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let base_url = format!("http://127.0.0.1:{}", addr.port());
         let state = Arc::new(Mutex::new(GhState {
             token: token.to_string(),
             remaining: 5000,
             next_id: 1000,
-            base_url: format!("http://{addr}"),
+            runner_url: base_url.clone(),
+            base_url,
             ..Default::default()
         }));
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
@@ -103,7 +116,24 @@ impl FakeGithub {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// The base URL written into JIT configs, for runners that reach the fake another way.
+    pub fn set_runner_url(&self, url: &str) {
+        self.with(|s| s.runner_url = url.to_string());
+    }
+
+    /// Queues a job whose runner runs `script` (bash).
+    pub fn queue_script(&self, repo: &str, name: &str, labels: &[&str], script: &str) -> (u64, u64) {
+        let ids = self.queue_job(repo, name, labels);
+        self.with(|s| s.scripts.insert(ids.1, script.to_string()));
+        ids
+    }
+
+    /// Every job, as the REST API shows it.
+    pub fn jobs(&self) -> Vec<Value> {
+        self.with(|s| s.repos.values().flat_map(|r| r.jobs.clone()).collect())
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut GhState) -> T) -> T {
@@ -157,37 +187,7 @@ impl FakeGithub {
 
     /// Moves a job on (as GitHub does when a runner takes it and finishes it).
     pub fn set_job(&self, job_id: u64, status: &str, conclusion: Option<&str>, runner: Option<&str>) {
-        self.with(|s| {
-            for r in s.repos.values_mut() {
-                let mut run_of = None;
-                for j in r.jobs.iter_mut().filter(|j| j["id"] == job_id) {
-                    j["status"] = json!(status);
-                    j["conclusion"] = json!(conclusion);
-                    if let Some(n) = runner {
-                        j["runner_name"] = json!(n);
-                    }
-                    run_of = j["run_id"].as_u64();
-                }
-                if let Some(run_id) = run_of {
-                    let statuses: Vec<String> = r
-                        .jobs
-                        .iter()
-                        .filter(|j| j["run_id"] == run_id)
-                        .map(|j| j["status"].as_str().unwrap_or("").to_string())
-                        .collect();
-                    let run_status = if statuses.iter().all(|s| s == "completed") {
-                        "completed"
-                    } else if statuses.iter().all(|s| s == "queued") {
-                        "queued"
-                    } else {
-                        "in_progress"
-                    };
-                    for run in r.runs.iter_mut().filter(|x| x["id"] == run_id) {
-                        run["status"] = json!(run_status);
-                    }
-                }
-            }
-        })
+        self.with(|s| set_job_status(s, job_id, status, conclusion, runner));
     }
 
     /// Runners registered in `scope` (`owner/repo` or an org).
@@ -305,7 +305,11 @@ async fn handle(
     let mut resp = if status == 304 || status == 204 {
         StatusCode::from_u16(status).unwrap_or(StatusCode::OK).into_response()
     } else {
-        let mut r = axum::Json(body).into_response();
+        let mut r = match body {
+            // The runner protocol of the fake answers plain text.
+            Value::String(text) => text.into_response(),
+            body => axum::Json(body).into_response(),
+        };
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         r
     };
@@ -347,6 +351,9 @@ fn serve(
             );
         }
         None => {}
+    }
+    if let ["_runner", id, what] = uri.path().trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+        return runner_protocol(s, id.parse().unwrap_or(0), what, &query_of(uri));
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token ")).unwrap_or("");
@@ -433,7 +440,8 @@ fn route(s: &mut GhState, method: &Method, uri: &Uri, body: &Bytes, h: &mut Head
                     "type": if i < 3 { "read-only" } else { "custom" }})).collect::<Vec<_>>(),
             });
             runners_mut(s, &scope).push(runner.clone());
-            (201, json!({ "runner": runner, "encoded_jit_config": jit_config(&base, id, &name) }))
+            let runner_url = s.runner_url.clone();
+            (201, json!({ "runner": runner, "encoded_jit_config": jit_config(&runner_url, id, &name) }))
         }
         (Method::GET, [.., "actions", "runners"]) => {
             let scope = scope_of(&segs);
@@ -472,4 +480,107 @@ fn runners_mut<'a>(s: &'a mut GhState, scope: &str) -> &'a mut Vec<Value> {
     } else {
         s.org_runners.entry(scope.to_string()).or_default()
     }
+}
+
+/// What a runner does with the service, reduced to two calls: `acquire` (the oldest queued job whose labels
+/// the runner has all of, in its repository or organization: answered `JOB <id>` and the script; 204 when
+/// none) and `complete?job=&conclusion=` (the job completes; the ephemeral runner is removed, as GitHub does).
+fn runner_protocol(s: &mut GhState, runner_id: u64, what: &str, q: &BTreeMap<String, String>) -> (u16, Value) {
+    let mut found: Option<(String, Value)> = None;
+    for (repo, r) in &s.repos {
+        if let Some(x) = r.runners.iter().find(|x| x["id"] == runner_id) {
+            found = Some((repo.clone(), x.clone()));
+        }
+    }
+    for (org, list) in &s.org_runners {
+        if let Some(x) = list.iter().find(|x| x["id"] == runner_id) {
+            found = Some((org.clone(), x.clone()));
+        }
+    }
+    let Some((scope, runner)) = found else { return error(404, "no such runner") };
+    let has: Vec<String> = runner["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["name"].as_str().map(str::to_ascii_lowercase))
+        .collect();
+    let name = runner["name"].as_str().unwrap_or("").to_string();
+    match what {
+        "acquire" => {
+            let in_scope = |repo: &str| repo == scope || repo.split('/').next() == Some(scope.as_str());
+            let mut pick = None;
+            for (repo, r) in &s.repos {
+                if !in_scope(repo) {
+                    continue;
+                }
+                for j in &r.jobs {
+                    let labels_ok = j["labels"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .all(|l| l.as_str().is_some_and(|l| has.contains(&l.to_ascii_lowercase())));
+                    if j["status"] == "queued" && labels_ok && pick.is_none() {
+                        pick = j["id"].as_u64();
+                    }
+                }
+            }
+            let Some(job_id) = pick else { return (204, Value::Null) };
+            for r in s.repos.values_mut() {
+                for x in r.runners.iter_mut().filter(|x| x["id"] == runner_id) {
+                    x["busy"] = json!(true);
+                    x["status"] = json!("online");
+                }
+            }
+            let script = s.scripts.get(&job_id).cloned().unwrap_or_else(|| "echo hello from the fake".into());
+            set_job_status(s, job_id, "in_progress", None, Some(&name));
+            (200, Value::String(format!("JOB {job_id}\n{script}\n")))
+        }
+        "complete" => {
+            let job_id: u64 = q.get("job").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let conclusion = q.get("conclusion").cloned().unwrap_or_else(|| "success".into());
+            set_job_status(s, job_id, "completed", Some(&conclusion), Some(&name));
+            for r in s.repos.values_mut() {
+                r.runners.retain(|x| x["id"] != runner_id);
+            }
+            for list in s.org_runners.values_mut() {
+                list.retain(|x| x["id"] != runner_id);
+            }
+            (200, Value::String("ok".into()))
+        }
+        _ => error(404, "Not Found"),
+    }
+}
+
+fn set_job_status(s: &mut GhState, job_id: u64, status: &str, conclusion: Option<&str>, runner: Option<&str>) {
+    for r in s.repos.values_mut() {
+        let mut run_of = None;
+        for j in r.jobs.iter_mut().filter(|j| j["id"] == job_id) {
+            j["status"] = json!(status);
+            j["conclusion"] = json!(conclusion);
+            if let Some(n) = runner {
+                j["runner_name"] = json!(n);
+            }
+            run_of = j["run_id"].as_u64();
+        }
+        if let Some(run_id) = run_of {
+            let statuses: Vec<String> = r
+                .jobs
+                .iter()
+                .filter(|j| j["run_id"] == run_id)
+                .map(|j| j["status"].as_str().unwrap_or("").to_string())
+                .collect();
+            let run_status = if statuses.iter().all(|s| s == "completed") {
+                "completed"
+            } else if statuses.iter().all(|s| s == "queued") {
+                "queued"
+            } else {
+                "in_progress"
+            };
+            for run in r.runs.iter_mut().filter(|x| x["id"] == run_id) {
+                run["status"] = json!(run_status);
+            }
+        }
+    }
+    let busy = s.repos.values().flat_map(|r| r.jobs.iter()).filter(|j| j["status"] == "in_progress").count();
+    s.max_in_progress = s.max_in_progress.max(busy);
 }

@@ -44,12 +44,15 @@ async fn poll_follows_every_page_and_an_idle_poll_costs_nothing() {
     let round: Vec<_> = fake.seen()[before..].to_vec();
     assert!(!round.is_empty() && round.iter().all(|r| r.status == 304), "{round:?}");
 
-    // A job taken by a runner is no longer reported.
+    // A job taken by a runner is reported in progress, with the runner's name; a finished one not at all.
     let taken = first.jobs[0].id;
     fake.set_job(taken, "in_progress", None, Some("someone-else"));
+    fake.set_job(first.jobs[1].id, "completed", Some("success"), Some("someone-else"));
     let after = gh.poll().await.unwrap();
     assert_eq!(after.jobs.len(), 129);
-    assert!(!after.jobs.iter().any(|j| j.id == taken));
+    let t = after.jobs.iter().find(|j| j.id == taken).unwrap();
+    assert_eq!(t.status, JobStatus::InProgress { runner_name: Some("someone-else".into()) });
+    assert!(!after.jobs.iter().any(|j| j.id == first.jobs[1].id));
 }
 
 #[tokio::test]

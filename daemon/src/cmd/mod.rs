@@ -3,6 +3,7 @@
 
 mod image;
 mod run;
+mod serve;
 
 /// `println!` that never panics: a closed stdout (a reader that went away) must not abort a job's cleanup.
 macro_rules! out {
@@ -82,6 +83,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args, cfg, dirs).await,
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
+        Command::Serve(args) => serve::serve(args, cfg, dirs).await,
         Command::Cleanup => {
             let s = Session::start(&cfg, &dirs).await?;
             let n = s.reconciled.clone();
@@ -109,7 +111,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 pub struct Session {
     _lock: DataDirLock,
     supervisor: Supervisor,
-    pub runtime: Runtime,
+    pub runtime: std::sync::Arc<Runtime>,
     pub data_root: std::path::PathBuf,
     pub reconciled: ephemerd::runtime::Reconciled,
 }
@@ -133,6 +135,7 @@ impl Session {
         .await;
         match started {
             Ok((runtime, reconciled)) => {
+                let runtime = std::sync::Arc::new(runtime);
                 Ok(Self { _lock: lock, supervisor, runtime, data_root: dirs.root.clone(), reconciled })
             }
             Err(e) => {

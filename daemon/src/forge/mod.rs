@@ -146,7 +146,7 @@ pub trait Provider: Send + Sync {
     fn default_image(&self) -> Option<&str>;
     /// The labels runners of this provider carry besides `self-hosted`, OS and architecture.
     fn labels(&self) -> &[String];
-    /// Looks for queued jobs (conditional requests: an idle poll costs no rate limit).
+    /// Looks for queued and in-progress jobs (conditional requests: an idle poll costs no rate limit).
     async fn poll(&self) -> Result<PollOutcome, ForgeError>;
     /// How often to poll.
     fn poll_interval(&self) -> Duration;

@@ -210,7 +210,7 @@ impl Provider for Github {
                     jobs.extend(
                         list.iter()
                             .filter_map(|j| parse_job(&self.name, &repo, j))
-                            .filter(|j| j.status == JobStatus::Queued),
+                            .filter(|j| matches!(j.status, JobStatus::Queued | JobStatus::InProgress { .. })),
                     );
                 }
             }

@@ -1,0 +1,44 @@
+//! `ephemerd serve`: a session, the configured providers, reconciliation with the forges, the event loop.
+
+use std::sync::Arc;
+
+use ephemerd::config::Config;
+use ephemerd::forge::Provider;
+use ephemerd::forge::Secret;
+use ephemerd::forge::github::Github;
+use ephemerd::platform::DataDirs;
+use ephemerd::serve::Serve;
+
+use super::{Session, usage};
+use crate::cli::ServeArgs;
+
+pub async fn serve(args: ServeArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+    let token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    for g in &cfg.github {
+        providers.push(Arc::new(Github::new(g.clone(), token.clone()).map_err(usage)?));
+    }
+    if providers.is_empty() {
+        return Err(usage("no forge configured: add a [[github]] section to the config (see docs/configuration.md)"));
+    }
+    if cfg.runner.dir.is_none() {
+        return Err(usage("serve needs a runner: set runner.dir to an actions/runner tree"));
+    }
+    let session = Session::start(&cfg, &dirs).await?;
+    let result = async {
+        let serve = Serve::new(cfg.clone(), session.runtime.clone(), providers)?;
+        serve.reconcile().await?;
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        Ok::<_, anyhow::Error>(serve.run(shutdown).await?)
+    }
+    .await;
+    session.stop().await;
+    result
+}

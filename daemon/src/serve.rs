@@ -1,0 +1,433 @@
+//! `ephemerd serve`: the daemon's event loop. Pollers report the forges' jobs; label routing keeps ours;
+//! the scheduler's state machine decides; this module carries its actions out — register a just-in-time
+//! runner, run it in a fresh container with the runner tree mounted, wait, destroy, deregister — and journals
+//! each transition before acting on it. At start, runners of this host that no job owns are deregistered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Config, Limits};
+use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
+use crate::runtime::{JobSpec, Runtime, new_job_id};
+use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
+use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, StopReason};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("serve needs a runner: set runner.dir to an actions/runner tree")]
+    NoRunner,
+    #[error("no forge configured: add a [[github]] section to the config")]
+    NoProvider,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// What one job is, beyond the scheduler's key.
+struct Tracked {
+    job: ForgeJob,
+    provider: Arc<dyn Provider>,
+    labels: Vec<String>,
+    profile: Option<usize>,
+    runner_name: String,
+    claim: Option<Claim>,
+    runtime_id: Option<String>,
+}
+
+enum Msg {
+    Polled { provider: usize, jobs: Vec<ForgeJob> },
+    ClaimOk(JobKey, Claim),
+    Created(JobKey, String),
+    Machine(Event),
+}
+
+/// This host's part of runner names: `<prefix>-<host>-`.
+pub fn runner_prefix(prefix: &str) -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(20).collect();
+    format!("{prefix}-{host}-")
+}
+
+pub struct Serve {
+    cfg: Config,
+    runtime: Arc<Runtime>,
+    providers: Vec<Arc<dyn Provider>>,
+    profiles: Vec<Profile>,
+    prefix: String,
+}
+
+impl Serve {
+    pub fn new(cfg: Config, runtime: Arc<Runtime>, providers: Vec<Arc<dyn Provider>>) -> Result<Self, ServeError> {
+        if cfg.runner.dir.is_none() {
+            return Err(ServeError::NoRunner);
+        }
+        if providers.is_empty() {
+            return Err(ServeError::NoProvider);
+        }
+        let profiles =
+            cfg.scheduler.profiles.iter().map(|p| Profile { name: p.name.clone(), labels: p.labels.clone() }).collect();
+        let prefix = runner_prefix(&cfg.scheduler.runner_prefix);
+        Ok(Self { cfg, runtime, providers, profiles, prefix })
+    }
+
+    /// Deregisters this host's runners that no job owns (all of them, at start) and closes the journal's
+    /// records of jobs a previous run did not finish.
+    pub async fn reconcile(&self) -> Result<(), ServeError> {
+        let store = self.runtime.store();
+        for rec in store.unfinished_forge_jobs()? {
+            store.forge_job_outcome(&rec.provider, rec.forge_job_id, None, Some("abandoned: ephemerd restarted"))?;
+            store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
+        }
+        for p in &self.providers {
+            match p.runners(&self.prefix).await {
+                Ok(runners) => {
+                    for r in runners {
+                        info!(provider = p.name(), runner = %r.name, "deregistering a runner left by an earlier run");
+                        if let Err(e) = p.release(&r.scope, r.id).await {
+                            warn!(provider = p.name(), runner = %r.name, error = %e, "cannot deregister runner");
+                        }
+                    }
+                }
+                Err(e) => warn!(provider = p.name(), error = %e, "cannot list runners to reconcile"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves (then stops every job, cleans up, and returns 0) or a drain ends.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<u8, ServeError> {
+        let s = &self.cfg.scheduler;
+        let settings = Settings {
+            max_concurrent: s.max_concurrent,
+            pickup_timeout: s.pickup_timeout,
+            job_timeout: s.job_timeout,
+            remember: Duration::from_secs(3600),
+        };
+        let mut machine = Machine::new(settings, Mode::Active);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let mut pollers = Vec::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            pollers.push(tokio::spawn(poller(i, p.clone(), tx.clone())));
+        }
+        let mut tracked: HashMap<JobKey, Tracked> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+        loop {
+            let event = tokio::select! {
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(Msg::Polled { provider, jobs }) => {
+                        for ev in self.polled(provider, jobs, &mut tracked, &machine) {
+                            self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
+                        }
+                        continue;
+                    }
+                    Some(Msg::ClaimOk(key, claim)) => {
+                        if let Some(t) = tracked.get_mut(&key) {
+                            let _ = self.runtime.store().forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope);
+                            let _ = self.runtime.store().forge_job_phase(&key.provider, key.forge_job_id, "claimed");
+                            t.claim = Some(claim);
+                        }
+                        Event::Claimed(key)
+                    }
+                    Some(Msg::Created(key, id)) => {
+                        if let Some(t) = tracked.get_mut(&key) {
+                            t.runtime_id = Some(id);
+                        }
+                        continue;
+                    }
+                    Some(Msg::Machine(ev)) => ev,
+                },
+                _ = tick.tick() => Event::Tick,
+                _ = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    for p in &pollers { p.abort(); }
+                    info!("stopping: no new jobs; stopping running ones");
+                    Event::Drain { timeout: Duration::ZERO }
+                }
+            };
+            let actions = machine.handle(event, Instant::now());
+            if actions.contains(&Action::Exit) {
+                self.dispatch(actions.into_iter().filter(|a| *a != Action::Exit).collect(), &mut tracked, &tx);
+                break;
+            }
+            self.dispatch(actions, &mut tracked, &tx);
+        }
+        for p in pollers {
+            p.abort();
+        }
+        Ok(0)
+    }
+
+    /// Turns a poll's jobs into scheduler events: new jobs of ours are queued; jobs our runner took are
+    /// picked up; queued jobs that vanished are gone.
+    fn polled(
+        &self,
+        provider: usize,
+        jobs: Vec<ForgeJob>,
+        tracked: &mut HashMap<JobKey, Tracked>,
+        m: &Machine,
+    ) -> Vec<Event> {
+        let p = &self.providers[provider];
+        let mut out = Vec::new();
+        let (os, arch) = github_platform_labels();
+        let base = base_labels(os, arch, p.labels());
+        let mut still_queued = std::collections::HashSet::new();
+        for job in jobs {
+            let key = JobKey { provider: job.provider.clone(), forge_job_id: job.id };
+            match &job.status {
+                JobStatus::Queued => {
+                    still_queued.insert(key.clone());
+                    if tracked.contains_key(&key) {
+                        out.push(Event::Queued(key));
+                        continue;
+                    }
+                    let Some((profile, labels)) = route(&job.labels, &base, &self.profiles) else { continue };
+                    let store = self.runtime.store();
+                    let _ = store.forge_job_seen(
+                        &job.provider,
+                        job.id,
+                        job.run_id,
+                        &job.repo,
+                        &job.workflow,
+                        &job.name,
+                        &job.labels,
+                        job.html_url.as_deref(),
+                    );
+                    let runner_name = format!("{}{}", self.prefix, new_job_id());
+                    tracked.insert(
+                        key.clone(),
+                        Tracked {
+                            job,
+                            provider: p.clone(),
+                            labels,
+                            profile,
+                            runner_name,
+                            claim: None,
+                            runtime_id: None,
+                        },
+                    );
+                    out.push(Event::Queued(key));
+                }
+                JobStatus::InProgress { runner_name: Some(r) }
+                    if tracked.get(&key).is_some_and(|t| &t.runner_name == r) =>
+                {
+                    out.push(Event::PickedUp(key));
+                }
+                _ => {}
+            }
+        }
+        for (key, t) in tracked.iter() {
+            if Arc::ptr_eq(&t.provider, p)
+                && !still_queued.contains(key)
+                && m.phase(key) == Some(crate::scheduler::machine::Phase::Queued)
+            {
+                out.push(Event::Gone(key.clone()));
+            }
+        }
+        out
+    }
+
+    fn dispatch(&self, actions: Vec<Action>, tracked: &mut HashMap<JobKey, Tracked>, tx: &mpsc::UnboundedSender<Msg>) {
+        for a in actions {
+            match a {
+                Action::Claim(key) => {
+                    let Some(t) = tracked.get(&key) else { continue };
+                    let (p, job) = (t.provider.clone(), t.job.clone());
+                    let req = RunnerRequest { name: t.runner_name.clone(), labels: t.labels.clone() };
+                    let tx = tx.clone();
+                    let span = job_span(&job, &t.runner_name);
+                    tokio::spawn(
+                        async move {
+                            match p.claim(&job, &req).await {
+                                Ok(c) => {
+                                    info!(runner_id = c.runner_id, "runner registered");
+                                    let _ = tx.send(Msg::ClaimOk(key, c));
+                                }
+                                Err(e) => {
+                                    warn!(error = %e, "cannot register a runner");
+                                    let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: e.retryable() }));
+                                }
+                            }
+                        }
+                        .instrument(span),
+                    );
+                }
+                Action::Start(key) => {
+                    let Some(t) = tracked.get(&key) else { continue };
+                    let Some(claim) = t.claim.clone() else { continue };
+                    let (image, limits) = self.image_and_limits(t);
+                    let rt = self.runtime.clone();
+                    let tx = tx.clone();
+                    let span = job_span(&t.job, &t.runner_name);
+                    tokio::spawn(async move { run_job(rt, key, claim, image, limits, tx).await }.instrument(span));
+                }
+                Action::Stop(key, reason) => {
+                    let Some(id) = tracked.get(&key).and_then(|t| t.runtime_id.clone()) else { continue };
+                    let rt = self.runtime.clone();
+                    let span =
+                        tracked.get(&key).map(|t| job_span(&t.job, &t.runner_name)).unwrap_or_else(tracing::Span::none);
+                    tokio::spawn(
+                        async move {
+                            warn!(?reason, "stopping the job");
+                            let grace = if reason == StopReason::NeverPickedUp { 0 } else { 10 };
+                            let _ = rt.kill(&id, 15).await;
+                            tokio::time::sleep(Duration::from_secs(grace)).await;
+                            let _ = rt.kill(&id, 9).await;
+                        }
+                        .instrument(span),
+                    );
+                }
+                Action::Cleanup(key) => {
+                    let Some(t) = tracked.get(&key) else { continue };
+                    let (rt, p, claim, id) =
+                        (self.runtime.clone(), t.provider.clone(), t.claim.clone(), t.runtime_id.clone());
+                    let tx = tx.clone();
+                    let span = job_span(&t.job, &t.runner_name);
+                    tokio::spawn(
+                        async move {
+                            if let Some(id) = &id {
+                                if let Err(e) = rt.destroy(id).await {
+                                    warn!(error = %e, "cleanup left resources; the next start removes them");
+                                }
+                            }
+                            if let Some(c) = &claim {
+                                for attempt in 0..5u64 {
+                                    match p.release(&c.scope, c.runner_id).await {
+                                        Ok(()) => break,
+                                        Err(e) => {
+                                            warn!(error = %e, attempt, "cannot deregister the runner yet");
+                                            let wait =
+                                                e.wait(SystemTime::now()).unwrap_or(Duration::from_secs(1 << attempt));
+                                            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+                                        }
+                                    }
+                                }
+                            }
+                            let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+                            let _ = tx.send(Msg::Machine(Event::Cleaned(key)));
+                        }
+                        .instrument(span),
+                    );
+                }
+                Action::Exit => {}
+            }
+        }
+    }
+
+    fn image_and_limits(&self, t: &Tracked) -> (String, Limits) {
+        let profile = t.profile.and_then(|i| self.cfg.scheduler.profiles.get(i));
+        let image = profile
+            .and_then(|p| p.image.clone())
+            .or_else(|| t.provider.default_image().map(String::from))
+            .unwrap_or_else(|| self.cfg.image.default.clone());
+        let mut limits = self.cfg.limits.clone();
+        if let Some(p) = profile {
+            limits.cpus = p.cpus.unwrap_or(limits.cpus);
+            limits.memory = p.memory.unwrap_or(limits.memory);
+            limits.pids = p.pids.unwrap_or(limits.pids);
+        }
+        (image, limits)
+    }
+}
+
+fn job_span(job: &ForgeJob, runner: &str) -> tracing::Span {
+    info_span!("job", provider = %job.provider, repo = %job.repo, job_id = job.id, run_id = job.run_id, runner = %runner)
+}
+
+/// Runs the job's runner in a fresh container and reports start and exit.
+async fn run_job(
+    rt: Arc<Runtime>,
+    key: JobKey,
+    claim: Claim,
+    image: String,
+    limits: Limits,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
+    let img = match rt.images.ensure(&image, &|_| {}).await {
+        Ok(i) => i,
+        Err(e) => {
+            warn!(error = %e, image, "cannot get the job image");
+            let _ = tx.send(exited(false));
+            return;
+        }
+    };
+    let id = new_job_id();
+    let _ = tx.send(Msg::Created(key.clone(), id.clone()));
+    if let Err(e) = rt.begin(&id, &img.name) {
+        warn!(error = %e, "cannot record the job");
+        let _ = tx.send(exited(false));
+        return;
+    }
+    let _ = rt.store().forge_job_runtime(&key.provider, key.forge_job_id, &id, &img.name);
+    let mut env: Vec<(String, String)> = claim.env.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
+    // The runner refuses to run as root unless told; job containers are root inside their own namespaces.
+    env.push(("RUNNER_ALLOW_RUNASROOT".into(), "1".into()));
+    let spec = JobSpec {
+        id: id.clone(),
+        image: img,
+        args: Some(vec!["/actions-runner/run.sh".into()]),
+        env,
+        workdir: Some("/actions-runner".into()),
+        binds: vec![],
+        limits: Some(limits),
+    };
+    let started = async {
+        rt.create(&spec).await?;
+        rt.start(&id).await
+    }
+    .await;
+    if let Err(e) = started {
+        warn!(error = %e, "cannot start the job's container");
+        let _ = tx.send(exited(false));
+        return;
+    }
+    info!(container = %id, "runner started");
+    let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "running");
+    let _ = tx.send(Msg::Machine(Event::Started(key.clone())));
+    let success = match rt.wait(&id).await {
+        Ok(exit) => {
+            info!(code = exit.code, oom = exit.oom_killed, "runner exited");
+            let _ = rt.store().forge_job_outcome(&key.provider, key.forge_job_id, Some(i64::from(exit.code)), None);
+            exit.code == 0
+        }
+        Err(e) => {
+            warn!(error = %e, "lost the job's container");
+            false
+        }
+    };
+    let phase = if success { "finished" } else { "failed" };
+    let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);
+    let _ = tx.send(exited(success));
+}
+
+/// Polls one provider at its interval, backing off on errors and waiting out rate limits.
+async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>) {
+    let mut failures = 0u32;
+    loop {
+        let wait = match p.poll().await {
+            Ok(outcome) => {
+                failures = 0;
+                if tx.send(Msg::Polled { provider: index, jobs: outcome.jobs }).is_err() {
+                    return;
+                }
+                p.poll_interval()
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = e
+                    .wait(SystemTime::now())
+                    .unwrap_or_else(|| Duration::from_secs((1u64 << failures.min(6)).min(60)))
+                    .max(p.poll_interval());
+                warn!(provider = p.name(), error = %e, backoff_secs = wait.as_secs(), "poll failed; backing off");
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,137 @@
+//! `ephemerd serve` end to end: the real binary, real containerd, the fake GitHub, and a runner tree whose
+//! `run.sh` plays the runner (decodes its JIT config, takes its job, runs it, reports the conclusion).
+
+// Each test holds the serial guard for its whole run (its own runtime): holding it across awaits is the point.
+#![allow(clippy::await_holding_lock)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ephemerd_e2e::fake_github::FakeGithub;
+use ephemerd_e2e::*;
+
+const TOKEN: &str = "ghp_serveTestToken000000000000000";
+
+fn runner_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runner")
+}
+
+struct Daemon {
+    data: tempfile::TempDir,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn prepare(fake: &FakeGithub, port: u16, extra: &str) -> Daemon {
+        let data = short_tempdir();
+        let config = data.path().join("config.toml");
+        let text = config_text(&format!(
+            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n[runner]\ndir = \"{}\"\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n",
+            runner_tree().display(),
+            fake.url()
+        ));
+        std::fs::write(&config, text).unwrap();
+        let out = ephemerd(data.path(), &config, &["image", "import", job_image_archive().unwrap().to_str().unwrap()])
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Daemon { data, config, child: None }
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.data.path().join("serve.log")).unwrap();
+        let child = Command::new(ephemerd_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--log-level", "ephemerd=info", "serve"])
+            .env("GITHUB_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_clean(&self) {
+        let left = leftovers(self.data.path());
+        assert!(left.is_empty(), "left behind: {left:#?}");
+        let out = ephemerd(self.data.path(), &self.config, &["cleanup"]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("nothing to clean up"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, d: &Daemon) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; daemon log:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_jobs_run_in_fresh_containers_within_max_concurrent_and_every_runner_goes() {
+    let _s = serial();
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    for i in 0..6 {
+        fake.queue_script(
+            "octo-org/app",
+            &format!("job-{i}"),
+            &["self-hosted", "Linux"],
+            &format!("echo job-{i}; hostname; sleep 2"),
+        );
+    }
+    let (_, foreign) = fake.queue_job("octo-org/app", "windows-job", &["self-hosted", "windows"]);
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 2");
+    d.start();
+    let done = || fake.jobs().iter().filter(|j| j["status"] == "completed").count();
+    wait_until("6 completed jobs", Duration::from_secs(240), || done() == 6, &d).await;
+    let jobs = fake.jobs();
+    assert!(jobs.iter().filter(|j| j["id"] != foreign).all(|j| j["conclusion"] == "success"), "{jobs:#?}");
+    let max = fake.state.lock().unwrap().max_in_progress;
+    assert!(max <= 2 && max >= 1, "at most max_concurrent jobs at once: {max}");
+    // The job with a label we lack is left alone: no runner was ever registered for it.
+    let registrations = fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count();
+    assert_eq!(registrations, 6);
+    assert_eq!(jobs.iter().find(|j| j["id"] == foreign).unwrap()["status"], "queued");
+    wait_until("every runner deregistered", Duration::from_secs(30), || fake.runners("octo-org/app").is_empty(), &d)
+        .await;
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    assert!(!d.log().contains(TOKEN), "the token never appears in the log");
+    d.assert_clean();
+}

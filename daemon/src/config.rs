@@ -451,6 +451,16 @@ mod tests {
         assert_eq!(cfg.image.default, d.image.default);
         assert_eq!(cfg.containerd.start_timeout, d.containerd.start_timeout);
         assert_eq!(cfg.registries["registry.example.com"].password_env.as_deref(), Some("EXAMPLE_REGISTRY_TOKEN"));
+        let s = &cfg.scheduler;
+        let ds = &d.scheduler;
+        assert_eq!(
+            (s.max_concurrent, s.pickup_timeout, s.job_timeout),
+            (ds.max_concurrent, ds.pickup_timeout, ds.job_timeout)
+        );
+        assert_eq!((s.drain_timeout, &s.runner_prefix), (ds.drain_timeout, &ds.runner_prefix));
+        assert_eq!(cfg.github.len(), 1);
+        assert_eq!(cfg.github[0].poll_interval, Duration::from_secs(10));
+        assert_eq!(cfg.scheduler.profiles[0].memory, Some(ByteSize(16 << 30)));
     }
 
     #[test]

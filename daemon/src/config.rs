@@ -37,8 +37,17 @@ pub struct Config {
     /// Per-registry settings, keyed by registry host (with port), e.g. `"ghcr.io"` or `"localhost:5000"`.
     pub registries: BTreeMap<String, RegistryConfig>,
     pub scheduler: SchedulerConfig,
+    pub webhook: WebhookConfig,
     /// GitHub owners to take jobs from (`[[github]]`, one per owner).
     pub github: Vec<crate::forge::github::GithubConfig>,
+}
+
+/// The HTTP endpoint forges deliver webhooks to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Address to listen on, e.g. `"127.0.0.1:8089"` (behind a tunnel or reverse proxy); unset: no webhooks.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// How `ephemerd serve` schedules forge jobs.

@@ -10,4 +10,5 @@ pub mod runtime;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod webhook;
 pub mod workflow;

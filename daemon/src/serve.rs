@@ -38,7 +38,15 @@ struct Tracked {
 }
 
 enum Msg {
-    Polled { provider: usize, jobs: Vec<ForgeJob> },
+    Polled {
+        provider: usize,
+        jobs: Vec<ForgeJob>,
+    },
+    /// One job from a webhook delivery.
+    Hooked {
+        provider: usize,
+        job: ForgeJob,
+    },
     ClaimOk(JobKey, Claim),
     Created(JobKey, String),
     Machine(Event),
@@ -98,7 +106,12 @@ impl Serve {
     }
 
     /// Runs until `shutdown` resolves (then stops every job, cleans up, and returns 0) or a drain ends.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<u8, ServeError> {
+    /// With a `webhooks` listener, deliveries are taken there too.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+        webhooks: Option<tokio::net::TcpListener>,
+    ) -> Result<u8, ServeError> {
         let s = &self.cfg.scheduler;
         let settings = Settings {
             max_concurrent: s.max_concurrent,
@@ -111,6 +124,18 @@ impl Serve {
         let mut pollers = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
             pollers.push(tokio::spawn(poller(i, p.clone(), tx.clone())));
+        }
+        if let Some(listener) = webhooks {
+            let (htx, mut hrx) = mpsc::unbounded_channel();
+            pollers.push(tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx)));
+            let tx = tx.clone();
+            pollers.push(tokio::spawn(async move {
+                while let Some((provider, job)) = hrx.recv().await {
+                    if tx.send(Msg::Hooked { provider, job }).is_err() {
+                        return;
+                    }
+                }
+            }));
         }
         let mut tracked: HashMap<JobKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -125,6 +150,12 @@ impl Serve {
                             self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
                         }
                         continue;
+                    }
+                    Some(Msg::Hooked { provider, job }) => {
+                        match self.seen(provider, job, &mut tracked) {
+                            Some(ev) => ev,
+                            None => continue,
+                        }
                     }
                     Some(Msg::ClaimOk(key, claim)) => {
                         if let Some(t) = tracked.get_mut(&key) {
@@ -173,53 +204,13 @@ impl Serve {
         m: &Machine,
     ) -> Vec<Event> {
         let p = &self.providers[provider];
-        let mut out = Vec::new();
-        let (os, arch) = github_platform_labels();
-        let base = base_labels(os, arch, p.labels());
         let mut still_queued = std::collections::HashSet::new();
+        let mut out = Vec::new();
         for job in jobs {
-            let key = JobKey { provider: job.provider.clone(), forge_job_id: job.id };
-            match &job.status {
-                JobStatus::Queued => {
-                    still_queued.insert(key.clone());
-                    if tracked.contains_key(&key) {
-                        out.push(Event::Queued(key));
-                        continue;
-                    }
-                    let Some((profile, labels)) = route(&job.labels, &base, &self.profiles) else { continue };
-                    let store = self.runtime.store();
-                    let _ = store.forge_job_seen(
-                        &job.provider,
-                        job.id,
-                        job.run_id,
-                        &job.repo,
-                        &job.workflow,
-                        &job.name,
-                        &job.labels,
-                        job.html_url.as_deref(),
-                    );
-                    let runner_name = format!("{}{}", self.prefix, new_job_id());
-                    tracked.insert(
-                        key.clone(),
-                        Tracked {
-                            job,
-                            provider: p.clone(),
-                            labels,
-                            profile,
-                            runner_name,
-                            claim: None,
-                            runtime_id: None,
-                        },
-                    );
-                    out.push(Event::Queued(key));
-                }
-                JobStatus::InProgress { runner_name: Some(r) }
-                    if tracked.get(&key).is_some_and(|t| &t.runner_name == r) =>
-                {
-                    out.push(Event::PickedUp(key));
-                }
-                _ => {}
+            if job.status == JobStatus::Queued {
+                still_queued.insert(JobKey { provider: job.provider.clone(), forge_job_id: job.id });
             }
+            out.extend(self.seen(provider, job, tracked));
         }
         for (key, t) in tracked.iter() {
             if Arc::ptr_eq(&t.provider, p)
@@ -230,6 +221,44 @@ impl Serve {
             }
         }
         out
+    }
+
+    /// One job report (poll or webhook) as a scheduler event, if it concerns us.
+    fn seen(&self, provider: usize, job: ForgeJob, tracked: &mut HashMap<JobKey, Tracked>) -> Option<Event> {
+        let p = &self.providers[provider];
+        let key = JobKey { provider: job.provider.clone(), forge_job_id: job.id };
+        match &job.status {
+            JobStatus::Queued => {
+                if tracked.contains_key(&key) {
+                    return Some(Event::Queued(key));
+                }
+                let (os, arch) = github_platform_labels();
+                let base = base_labels(os, arch, p.labels());
+                let (profile, labels) = route(&job.labels, &base, &self.profiles)?;
+                let _ = self.runtime.store().forge_job_seen(
+                    &job.provider,
+                    job.id,
+                    job.run_id,
+                    &job.repo,
+                    &job.workflow,
+                    &job.name,
+                    &job.labels,
+                    job.html_url.as_deref(),
+                );
+                let runner_name = format!("{}{}", self.prefix, new_job_id());
+                tracked.insert(
+                    key.clone(),
+                    Tracked { job, provider: p.clone(), labels, profile, runner_name, claim: None, runtime_id: None },
+                );
+                Some(Event::Queued(key))
+            }
+            JobStatus::InProgress { runner_name: Some(r) }
+                if tracked.get(&key).is_some_and(|t| &t.runner_name == r) =>
+            {
+                Some(Event::PickedUp(key))
+            }
+            _ => None,
+        }
     }
 
     fn dispatch(&self, actions: Vec<Action>, tracked: &mut HashMap<JobKey, Tracked>, tx: &mpsc::UnboundedSender<Msg>) {

@@ -131,6 +131,26 @@ impl FakeGithub {
         ids
     }
 
+    /// A `workflow_job` delivery body for a job (as GitHub sends it, unsigned).
+    pub fn workflow_job_delivery(&self, job_id: u64, action: &str) -> String {
+        self.with(|s| {
+            let (repo, job) = s
+                .repos
+                .iter()
+                .find_map(|(name, r)| r.jobs.iter().find(|j| j["id"] == job_id).map(|j| (name.clone(), j.clone())))
+                .unwrap_or_default();
+            let owner = repo.split('/').next().unwrap_or("").to_string();
+            json!({
+                "action": action,
+                "workflow_job": job,
+                "repository": {"id": 1, "name": repo.split('/').nth(1), "full_name": repo,
+                    "owner": {"login": owner}, "private": false},
+                "sender": {"login": owner, "id": 1, "type": "User"},
+            })
+            .to_string()
+        })
+    }
+
     /// Every job, as the REST API shows it.
     pub fn jobs(&self) -> Vec<Value> {
         self.with(|s| s.repos.values().flat_map(|r| r.jobs.clone()).collect())

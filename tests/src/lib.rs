@@ -242,3 +242,24 @@ pub fn ephemerd(data_dir: &Path, config: &Path, args: &[&str]) -> Result<std::pr
         .output()
         .context("running ephemerd")
 }
+
+/// A minimal HTTP/1.1 POST (the tests' webhook sender); returns the status code.
+pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    // A server refusing an oversized body may close before reading it all.
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp);
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    code.ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text}"))
+}

@@ -25,10 +25,14 @@ struct Daemon {
 
 impl Daemon {
     fn prepare(fake: &FakeGithub, port: u16, extra: &str) -> Daemon {
+        Self::prepare_with(fake, port, extra, "")
+    }
+
+    fn prepare_with(fake: &FakeGithub, port: u16, extra: &str, github_extra: &str) -> Daemon {
         let data = short_tempdir();
         let config = data.path().join("config.toml");
         let text = config_text(&format!(
-            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n[runner]\ndir = \"{}\"\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n",
+            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n[runner]\ndir = \"{}\"\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n{github_extra}\n",
             runner_tree().display(),
             fake.url()
         ));
@@ -40,8 +44,13 @@ impl Daemon {
     }
 
     fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.data.path().join("serve.log")).unwrap();
         let child = Command::new(ephemerd_bin())
+            .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--config")
@@ -133,5 +142,73 @@ async fn queued_jobs_run_in_fresh_containers_within_max_concurrent_and_every_run
         .await;
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     assert!(!d.log().contains(TOKEN), "the token never appears in the log");
+    d.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_seen_by_webhook_and_poll_gets_one_runner_and_bad_deliveries_are_refused() {
+    use ephemerd::forge::github::webhook::sign;
+    let _s = serial();
+    let secret = "hook-s3cret-value";
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let hook_port = free_port();
+    let hook_addr = format!("127.0.0.1:{hook_port}");
+    let mut d = Daemon::prepare_with(
+        &fake,
+        port,
+        &format!("[webhook]\nlisten = \"{hook_addr}\""),
+        "webhook_secret_env = \"EDT_HOOK_SECRET\"\nsafety_poll_interval = \"1s\"",
+    );
+    d.start_with_env(&[("EDT_HOOK_SECRET", secret)]);
+    wait_until(
+        "the webhook listener",
+        Duration::from_secs(60),
+        || std::net::TcpStream::connect(&hook_addr).is_ok(),
+        &d,
+    )
+    .await;
+    let path = "/hooks/github/octo-org";
+    let post = |body: &[u8], sig: Option<&str>, event: &str, delivery: &str| {
+        let mut h =
+            vec![("X-GitHub-Event", event), ("X-GitHub-Delivery", delivery), ("Content-Type", "application/json")];
+        if let Some(s) = sig {
+            h.push(("X-Hub-Signature-256", s));
+        }
+        http_post(&hook_addr, path, &h, body).unwrap()
+    };
+
+    let (_, job) = fake.queue_script("octo-org/app", "hooked", &["self-hosted"], "echo from-webhook");
+    let body = fake.workflow_job_delivery(job, "queued");
+    let sig = sign(secret.as_bytes(), body.as_bytes());
+    assert_eq!(post(body.as_bytes(), Some(&sig), "workflow_job", "d-1"), 202);
+    assert_eq!(post(body.as_bytes(), Some(&sig), "workflow_job", "d-1"), 200, "the same delivery again");
+    assert_eq!(post(body.as_bytes(), Some(&sig), "workflow_job", "d-2"), 202, "a redelivery: deduped by job id");
+    let done = || fake.jobs().iter().any(|j| j["id"] == job && j["status"] == "completed");
+    wait_until("the hooked job to complete", Duration::from_secs(120), done, &d).await;
+    let registrations = || fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count();
+    assert_eq!(registrations(), 1, "webhook twice and poll: one runner");
+
+    // Deliveries that must not start anything: a job the fake does not have would need a runner.
+    let mut fake_job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    fake_job["workflow_job"]["id"] = serde_json::json!(987654321u64);
+    let forged = fake_job.to_string();
+    assert_eq!(post(forged.as_bytes(), Some(&sign(b"wrong secret", forged.as_bytes())), "workflow_job", "d-3"), 401);
+    assert_eq!(post(forged.as_bytes(), None, "workflow_job", "d-4"), 401);
+    let huge = vec![b' '; 2 << 20];
+    assert_eq!(post(&huge, Some(&sign(secret.as_bytes(), &huge)), "workflow_job", "d-5"), 413);
+    let junk = b"{\"action\": ";
+    assert_eq!(post(junk, Some(&sign(secret.as_bytes(), junk)), "workflow_job", "d-6"), 400);
+    let ping = br#"{"zen":"Anything added dilutes everything else.","hook_id":1,"hook":{}}"#;
+    assert_eq!(post(ping, Some(&sign(secret.as_bytes(), ping)), "ping", "d-7"), 200);
+    assert_eq!(http_post(&hook_addr, "/hooks/github/nobody", &[], b"{}").unwrap(), 404);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(registrations(), 1, "no runner for refused deliveries");
+
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    let log = d.log();
+    assert!(!log.contains(secret) && !log.contains(TOKEN), "secrets never appear in the log");
+    assert!(log.contains("webhook delivery refused"), "refusals are logged: {log}");
     d.assert_clean();
 }

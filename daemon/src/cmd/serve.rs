@@ -24,6 +24,14 @@ pub async fn serve(args: ServeArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resu
     if cfg.runner.dir.is_none() {
         return Err(usage("serve needs a runner: set runner.dir to an actions/runner tree"));
     }
+    let webhooks = match cfg.webhook.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| usage(format!("webhook.listen: cannot listen on {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let session = Session::start(&cfg, &dirs).await?;
     let result = async {
         let serve = Serve::new(cfg.clone(), session.runtime.clone(), providers)?;
@@ -36,7 +44,7 @@ pub async fn serve(args: ServeArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resu
                 _ = term.recv() => {}
             }
         };
-        Ok::<_, anyhow::Error>(serve.run(shutdown).await?)
+        Ok::<_, anyhow::Error>(serve.run(shutdown, webhooks).await?)
     }
     .await;
     session.stop().await;

@@ -137,6 +137,31 @@ pub struct PollOutcome {
     pub counted_requests: u32,
 }
 
+/// What a verified webhook delivery says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    Job(ForgeJob),
+    Ping,
+    /// Another event, or a job of someone else's: acknowledged and ignored.
+    Ignored(String),
+}
+
+/// A refused delivery: the HTTP status and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct HookRejected {
+    pub status: u16,
+    pub message: String,
+}
+
+/// A provider that takes webhook deliveries.
+pub trait Webhook: Send + Sync {
+    /// Verifies a delivery (headers and the raw body) and says what it reports.
+    fn deliver(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<Hook, HookRejected>;
+    /// A delivery's id, for dedup (`X-GitHub-Delivery`).
+    fn delivery_id(&self, headers: &http::HeaderMap) -> Option<String>;
+}
+
 /// A forge, as the scheduler sees it.
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
@@ -156,4 +181,12 @@ pub trait Provider: Send + Sync {
     async fn release(&self, scope: &str, runner_id: u64) -> Result<(), ForgeError>;
     /// Runners this provider's scopes hold whose names start with `prefix`.
     async fn runners(&self, prefix: &str) -> Result<Vec<RunnerInfo>, ForgeError>;
+    /// The webhook capability, when this provider is configured for it.
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        None
+    }
+    /// The path its webhook deliveries come to (`/hooks/<forge>/<owner>`).
+    fn webhook_path(&self) -> String {
+        format!("/hooks/{}", self.name().replace(':', "/"))
+    }
 }

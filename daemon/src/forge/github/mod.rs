@@ -3,6 +3,7 @@
 //! costs no rate limit), every page followed.
 
 pub mod api;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +40,11 @@ pub struct GithubConfig {
     pub image: Option<String>,
     /// A GitHub App instead of a token.
     pub app: Option<GithubApp>,
+    /// The environment variable holding the webhook secret; set it to take `workflow_job` deliveries at
+    /// `/hooks/github/<owner>` (see `webhook.listen`). Polling then goes on at `safety_poll_interval`.
+    pub webhook_secret_env: Option<String>,
+    #[serde(default = "default_safety_poll", with = "humantime_secs")]
+    pub safety_poll_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +65,9 @@ fn default_group() -> u64 {
 fn default_poll() -> Duration {
     Duration::from_secs(10)
 }
+fn default_safety_poll() -> Duration {
+    Duration::from_secs(60)
+}
 
 mod humantime_secs {
     use serde::Deserialize;
@@ -73,6 +82,7 @@ pub struct Github {
     name: String,
     cfg: GithubConfig,
     api: Api,
+    webhook_secret: Option<Secret>,
 }
 
 /// The job status GitHub reports, in our terms.
@@ -122,8 +132,20 @@ impl Github {
                 ));
             }
         };
+        let webhook_secret = match &cfg.webhook_secret_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                _ => {
+                    return Err(ForgeError::Config(
+                        format!("webhook secret: environment variable {var} is not set"),
+                        name,
+                    ));
+                }
+            },
+        };
         let api = Api::new(&cfg.api_url, auth, &name)?;
-        Ok(Self { name, cfg, api })
+        Ok(Self { name, cfg, api, webhook_secret })
     }
 
     /// `owner/repo` of every repository to watch.
@@ -192,7 +214,12 @@ impl Provider for Github {
     }
 
     fn poll_interval(&self) -> Duration {
-        self.cfg.poll_interval
+        // With webhooks, polling is the safety net for lost deliveries.
+        if self.webhook_secret.is_some() { self.cfg.safety_poll_interval } else { self.cfg.poll_interval }
+    }
+
+    fn webhook(&self) -> Option<&dyn super::Webhook> {
+        self.webhook_secret.as_ref().map(|_| self as &dyn super::Webhook)
     }
 
     async fn poll(&self) -> Result<PollOutcome, ForgeError> {
@@ -265,6 +292,29 @@ impl Provider for Github {
             }
         }
         Ok(out)
+    }
+}
+
+impl super::Webhook for Github {
+    fn deliver(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<super::Hook, super::HookRejected> {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let Some(secret) = &self.webhook_secret else {
+            return Err(super::HookRejected { status: 404, message: "webhooks are not configured".into() });
+        };
+        webhook::handle(
+            &self.name,
+            &self.cfg.owner,
+            &self.cfg.repos,
+            secret,
+            h("x-github-event"),
+            h("x-hub-signature-256"),
+            body,
+        )
+        .map_err(|e| super::HookRejected { status: e.status(), message: e.to_string() })
+    }
+
+    fn delivery_id(&self, headers: &http::HeaderMap) -> Option<String> {
+        headers.get("x-github-delivery").and_then(|v| v.to_str().ok()).map(String::from)
     }
 }
 

@@ -146,6 +146,7 @@ impl Serve {
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(Msg::Polled { provider, jobs }) => {
+                        tracing::debug!(queued = machine.queued(), active = machine.active(), "scheduler");
                         for ev in self.polled(provider, jobs, &mut tracked, &machine) {
                             self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
                         }
@@ -327,7 +328,10 @@ impl Serve {
                             if let Some(c) = &claim {
                                 for attempt in 0..5u64 {
                                     match p.release(&c.scope, c.runner_id).await {
-                                        Ok(()) => break,
+                                        Ok(()) => {
+                                            info!(runner_id = c.runner_id, "runner deregistered");
+                                            break;
+                                        }
                                         Err(e) => {
                                             warn!(error = %e, attempt, "cannot deregister the runner yet");
                                             let wait =
@@ -442,6 +446,12 @@ async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Ms
         let wait = match p.poll().await {
             Ok(outcome) => {
                 failures = 0;
+                tracing::debug!(
+                    provider = p.name(),
+                    jobs = outcome.jobs.len(),
+                    counted = outcome.counted_requests,
+                    "polled"
+                );
                 if tx.send(Msg::Polled { provider: index, jobs: outcome.jobs }).is_err() {
                     return;
                 }

@@ -55,7 +55,7 @@ impl Daemon {
             .arg(self.data.path())
             .arg("--config")
             .arg(&self.config)
-            .args(["--log-level", "ephemerd=info", "serve"])
+            .args(["--log-level", "ephemerd=debug", "serve"])
             .env("GITHUB_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -112,12 +112,12 @@ async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool,
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn queued_jobs_run_in_fresh_containers_within_max_concurrent_and_every_runner_goes() {
+async fn twenty_jobs_run_in_fresh_containers_four_at_a_time_and_every_runner_goes() {
     let _s = serial();
     let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
     let port = fake.addr.port();
     fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
-    for i in 0..6 {
+    for i in 0..20 {
         fake.queue_script(
             "octo-org/app",
             &format!("job-{i}"),
@@ -126,17 +126,17 @@ async fn queued_jobs_run_in_fresh_containers_within_max_concurrent_and_every_run
         );
     }
     let (_, foreign) = fake.queue_job("octo-org/app", "windows-job", &["self-hosted", "windows"]);
-    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 2");
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 4");
     d.start();
     let done = || fake.jobs().iter().filter(|j| j["status"] == "completed").count();
-    wait_until("6 completed jobs", Duration::from_secs(240), || done() == 6, &d).await;
+    wait_until("20 completed jobs", Duration::from_secs(300), || done() == 20, &d).await;
     let jobs = fake.jobs();
     assert!(jobs.iter().filter(|j| j["id"] != foreign).all(|j| j["conclusion"] == "success"), "{jobs:#?}");
     let max = fake.state.lock().unwrap().max_in_progress;
-    assert!((1..=2).contains(&max), "at most max_concurrent jobs at once: {max}");
+    assert!((1..=4).contains(&max), "at most max_concurrent jobs at once: {max}");
     // The job with a label we lack is left alone: no runner was ever registered for it.
     let registrations = fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count();
-    assert_eq!(registrations, 6);
+    assert_eq!(registrations, 20, "one runner per job, none doubled");
     assert_eq!(jobs.iter().find(|j| j["id"] == foreign).unwrap()["status"], "queued");
     wait_until("every runner deregistered", Duration::from_secs(30), || fake.runners("octo-org/app").is_empty(), &d)
         .await;
@@ -210,5 +210,35 @@ async fn a_job_seen_by_webhook_and_poll_gets_one_runner_and_bad_deliveries_are_r
     let log = d.log();
     assert!(!log.contains(secret) && !log.contains(TOKEN), "secrets never appear in the log");
     assert!(log.contains("webhook delivery refused"), "refusals are logged: {log}");
+    d.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_faults_lose_and_double_nothing_and_the_backoff_shows_in_the_log() {
+    use ephemerd_e2e::fake_github::Fault;
+    let _s = serial();
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    for i in 0..3 {
+        fake.queue_script("octo-org/app", &format!("job-{i}"), &["self-hosted"], "echo ok");
+    }
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 2");
+    // Ten seconds of 502s, then a rate-limited 403 with its reset a few seconds on.
+    fake.fail_for(Duration::from_secs(10), 502);
+    let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 14;
+    fake.inject(Fault::RateLimited { reset });
+    d.start();
+    let done = || fake.jobs().iter().filter(|j| j["status"] == "completed").count();
+    wait_until("3 completed jobs", Duration::from_secs(180), || done() == 3, &d).await;
+    let registrations =
+        fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig") && r.status == 201).count();
+    assert_eq!(registrations, 3, "no job lost or doubled");
+    let log = d.log();
+    assert!(log.contains("poll failed; backing off") && log.contains("server error 502"), "{log}");
+    assert!(log.contains("rate limited until"), "{log}");
+    wait_until("every runner deregistered", Duration::from_secs(30), || fake.runners("octo-org/app").is_empty(), &d)
+        .await;
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }

@@ -98,7 +98,7 @@ pub enum ForgeError {
     Auth { forge: String, status: u16, message: String },
     #[error("{forge}: missing permission ({status}): {message}")]
     Permission { forge: String, status: u16, message: String },
-    #[error("{forge}: rate limited until {until:?}")]
+    #[error("{forge}: rate limited until {}", humantime::format_rfc3339_seconds(*until))]
     RateLimited { forge: String, until: SystemTime },
     #[error("{forge}: {what} not found")]
     NotFound { forge: String, what: String },

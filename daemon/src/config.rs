@@ -66,8 +66,11 @@ pub struct SchedulerConfig {
     #[serde(with = "humantime_serde_compat")]
     pub drain_timeout: Duration,
     /// Runner names start with this (`<prefix>-<host>-<job id>`); runners so named that no job owns are
-    /// removed at start.
+    /// removed at start, and swept again every `sweep_interval` (the forge refuses to remove a runner it
+    /// still thinks busy, e.g. after a crash, until it gives up on the runner's job).
     pub runner_prefix: String,
+    #[serde(with = "humantime_serde_compat")]
+    pub sweep_interval: Duration,
     /// Label profiles: jobs asking for all of a profile's labels run with its image and limits.
     pub profiles: Vec<ProfileConfig>,
 }
@@ -80,6 +83,7 @@ impl Default for SchedulerConfig {
             job_timeout: Duration::from_secs(6 * 3600),
             drain_timeout: Duration::from_secs(3600),
             runner_prefix: "ephemerd".into(),
+            sweep_interval: Duration::from_secs(60),
             profiles: Vec::new(),
         }
     }

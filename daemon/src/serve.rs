@@ -139,6 +139,8 @@ impl Serve {
         }
         let mut tracked: HashMap<JobKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut sweep = tokio::time::interval(self.cfg.scheduler.sweep_interval);
+        sweep.tick().await;
         tokio::pin!(shutdown);
         let mut stopping = false;
         loop {
@@ -175,6 +177,10 @@ impl Serve {
                     Some(Msg::Machine(ev)) => ev,
                 },
                 _ = tick.tick() => Event::Tick,
+                _ = sweep.tick() => {
+                    self.sweep(&tracked, &machine);
+                    continue;
+                }
                 _ = &mut shutdown, if !stopping => {
                     stopping = true;
                     for p in &pollers { p.abort(); }
@@ -193,6 +199,29 @@ impl Serve {
             p.abort();
         }
         Ok(0)
+    }
+
+    /// Deregisters, in the background, runners of this host that no live job owns.
+    fn sweep(&self, tracked: &HashMap<JobKey, Tracked>, m: &Machine) {
+        let live: std::collections::HashSet<String> = tracked
+            .iter()
+            .filter(|(k, _)| m.phase(k).is_some_and(|p| p != crate::scheduler::machine::Phase::Cleaned))
+            .map(|(_, t)| t.runner_name.clone())
+            .collect();
+        for p in &self.providers {
+            let (p, live, prefix) = (p.clone(), live.clone(), self.prefix.clone());
+            tokio::spawn(async move {
+                let Ok(runners) = p.runners(&prefix).await else { return };
+                for r in runners.into_iter().filter(|r| !live.contains(&r.name)) {
+                    match p.release(&r.scope, r.id).await {
+                        Ok(()) => info!(provider = p.name(), runner = %r.name, "deregistered an orphaned runner"),
+                        Err(e) => {
+                            tracing::debug!(provider = p.name(), runner = %r.name, error = %e, "orphaned runner not removable yet")
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// Turns a poll's jobs into scheduler events: new jobs of ours are queued; jobs our runner took are

@@ -151,6 +151,31 @@ impl FakeGithub {
         })
     }
 
+    /// What GitHub does some minutes after a runner vanishes mid-job: the job fails and the runner is no
+    /// longer busy (so it can be deleted).
+    pub fn lose_busy_runners(&self) {
+        self.with(|s| {
+            let mut lost: Vec<(u64, String)> = Vec::new();
+            for r in s.repos.values_mut() {
+                for x in r.runners.iter_mut().filter(|x| x["busy"] == true) {
+                    x["busy"] = json!(false);
+                    x["status"] = json!("offline");
+                    lost.push((x["id"].as_u64().unwrap_or(0), x["name"].as_str().unwrap_or("").to_string()));
+                }
+            }
+            let jobs: Vec<u64> = s
+                .repos
+                .values()
+                .flat_map(|r| r.jobs.iter())
+                .filter(|j| j["status"] == "in_progress" && lost.iter().any(|(_, n)| j["runner_name"] == n.as_str()))
+                .filter_map(|j| j["id"].as_u64())
+                .collect();
+            for j in jobs {
+                set_job_status(s, j, "completed", Some("failure"), None);
+            }
+        })
+    }
+
     /// Every job, as the REST API shows it.
     pub fn jobs(&self) -> Vec<Value> {
         self.with(|s| s.repos.values().flat_map(|r| r.jobs.clone()).collect())

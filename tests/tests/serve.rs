@@ -242,3 +242,47 @@ async fn api_faults_lose_and_double_nothing_and_the_backoff_shows_in_the_log() {
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_with_four_jobs_running_then_restart_removes_them_and_queued_jobs_still_run() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _s = serial();
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let sleep = format!("sleep {}", 2000 + free_port() % 1000);
+    for i in 0..4 {
+        fake.queue_script("octo-org/app", &format!("long-{i}"), &["self-hosted"], &sleep);
+    }
+    for i in 0..2 {
+        fake.queue_script("octo-org/app", &format!("quick-{i}"), &["self-hosted"], "echo quick");
+    }
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 4\nsweep_interval = \"1s\"");
+    d.start();
+    let running = || fake.jobs().iter().filter(|j| j["status"] == "in_progress").count();
+    wait_until("4 jobs in progress", Duration::from_secs(120), || running() == 4, &d).await;
+    // kill -9 the daemon and its containerd.
+    let ctr_pid: i32 =
+        std::fs::read_to_string(d.data.path().join("run/containerd.pid")).unwrap().trim().parse().unwrap();
+    let mut child = d.child.take().unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(ctr_pid), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert!(process_running(&sleep), "the jobs outlive the daemon");
+    d.start();
+    // GitHub gives up on the vanished runners' jobs after a while; then they can be deleted.
+    wait_until("the killed jobs' processes to go", Duration::from_secs(60), || !process_running(&sleep), &d).await;
+    fake.lose_busy_runners();
+    let quick_done = || {
+        fake.jobs()
+            .iter()
+            .filter(|j| j["name"].as_str().unwrap_or("").starts_with("quick") && j["status"] == "completed")
+            .count()
+    };
+    wait_until("the queued jobs to run after the restart", Duration::from_secs(120), || quick_done() == 2, &d).await;
+    wait_until("every runner deregistered", Duration::from_secs(60), || fake.runners("octo-org/app").is_empty(), &d)
+        .await;
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}

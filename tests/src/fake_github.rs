@@ -59,6 +59,8 @@ pub struct GhState {
     pub scripts: BTreeMap<u64, String>,
     /// The most jobs in progress at once.
     pub max_in_progress: usize,
+    /// When each job's runner asked for it (the runner process is up).
+    pub acquired_at: BTreeMap<u64, Instant>,
 }
 
 #[derive(Default, Clone)]
@@ -578,6 +580,7 @@ fn runner_protocol(s: &mut GhState, runner_id: u64, what: &str, q: &BTreeMap<Str
             }
             let script = s.scripts.get(&job_id).cloned().unwrap_or_else(|| "echo hello from the fake".into());
             set_job_status(s, job_id, "in_progress", None, Some(&name));
+            s.acquired_at.insert(job_id, Instant::now());
             (200, Value::String(format!("JOB {job_id}\n{script}\n")))
         }
         "complete" => {

@@ -9,6 +9,9 @@ echo "==> job image" >&2
 EPHEMERD_TEST_IMAGE=$(rootfs/build-job-image.sh)
 export EPHEMERD_TEST_IMAGE
 
+echo "==> GitHub's OpenAPI description, to keep the fake GitHub honest" >&2
+(cd tests/schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+
 echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy" >&2

@@ -142,12 +142,12 @@ impl FakeGithub {
                 .find_map(|(name, r)| r.jobs.iter().find(|j| j["id"] == job_id).map(|j| (name.clone(), j.clone())))
                 .unwrap_or_default();
             let owner = repo.split('/').next().unwrap_or("").to_string();
+            let api = s.base_url.clone();
             json!({
                 "action": action,
                 "workflow_job": job,
-                "repository": {"id": 1, "name": repo.split('/').nth(1), "full_name": repo,
-                    "owner": {"login": owner}, "private": false},
-                "sender": {"login": owner, "id": 1, "type": "User"},
+                "repository": repository_json(&api, &repo, 1),
+                "sender": user_json(&api, &owner, 2),
             })
             .to_string()
         })
@@ -213,8 +213,12 @@ impl FakeGithub {
                 "rerun_url": format!("{api}/repos/{repo}/actions/runs/{run_id}/rerun"),
                 "workflow_url": format!("{api}/repos/{repo}/actions/workflows/7"),
                 "created_at": iso(t), "updated_at": iso(t), "run_started_at": iso(t),
-                "pull_requests": [], "head_commit": null, "repository": {"full_name": repo},
-                "head_repository": {"full_name": repo},
+                "pull_requests": [],
+                "head_commit": {"id": "009b8a3a9ccbb128af87f9b1c0f4c62e8a304f6d", "tree_id": "d23f6eedb1e1b9610bbc754ddb5197bfe7271223",
+                    "message": "Test", "timestamp": iso(t), "author": {"name": "Octo", "email": "octo@example.com"},
+                    "committer": {"name": "Octo", "email": "octo@example.com"}},
+                "repository": repository_json(&api, repo, 1),
+                "head_repository": repository_json(&api, repo, 1),
             }));
             r.jobs.push(json!({
                 "id": job_id, "run_id": run_id, "node_id": format!("CR_{job_id}"),
@@ -259,6 +263,79 @@ impl FakeGithub {
     pub fn fail_for(&self, d: Duration, status: u16) {
         self.with(|s| s.fail_until = Some((Instant::now() + d, status)));
     }
+}
+
+/// A user object with every field GitHub's `simple-user` requires.
+pub fn user_json(api: &str, login: &str, id: u64) -> Value {
+    let u = format!("{api}/users/{login}");
+    json!({
+        "login": login, "id": id, "node_id": format!("U_{id}"), "avatar_url": format!("https://avatars.example/u/{id}"),
+        "gravatar_id": "", "url": u, "html_url": format!("https://github.com/{login}"),
+        "followers_url": format!("{u}/followers"), "following_url": format!("{u}/following{{/other_user}}"),
+        "gists_url": format!("{u}/gists{{/gist_id}}"), "starred_url": format!("{u}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{u}/subscriptions"), "organizations_url": format!("{u}/orgs"),
+        "repos_url": format!("{u}/repos"), "events_url": format!("{u}/events{{/privacy}}"),
+        "received_events_url": format!("{u}/received_events"), "type": "Organization", "site_admin": false,
+    })
+}
+
+/// A repository object with every field GitHub's `minimal-repository` and `repository-webhooks` require.
+pub fn repository_json(api: &str, full_name: &str, id: u64) -> Value {
+    let (owner, name) = full_name.split_once('/').unwrap_or((full_name, full_name));
+    let u = format!("{api}/repos/{full_name}");
+    let mut r = json!({
+        "id": id, "node_id": format!("R_{id}"), "name": name, "full_name": full_name, "private": false,
+        "owner": user_json(api, owner, 1), "html_url": format!("https://github.com/{full_name}"),
+        "description": null, "fork": false, "url": u, "homepage": null, "language": null,
+        "forks": 0, "forks_count": 0, "stargazers_count": 0, "watchers": 0, "watchers_count": 0, "size": 0,
+        "default_branch": "main", "open_issues": 0, "open_issues_count": 0, "has_issues": true,
+        "has_projects": true, "has_wiki": true, "has_pages": false, "has_downloads": true, "archived": false,
+        "disabled": false, "mirror_url": null, "license": null, "pushed_at": "2026-01-01T00:00:00Z",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "clone_url": format!("https://github.com/{full_name}.git"), "git_url": format!("git://github.com/{full_name}.git"),
+        "ssh_url": format!("git@github.com:{full_name}.git"), "svn_url": format!("https://github.com/{full_name}"),
+    });
+    for (k, path) in [
+        ("archive_url", "/{archive_format}{/ref}"),
+        ("assignees_url", "/assignees{/user}"),
+        ("blobs_url", "/git/blobs{/sha}"),
+        ("branches_url", "/branches{/branch}"),
+        ("collaborators_url", "/collaborators{/collaborator}"),
+        ("comments_url", "/comments{/number}"),
+        ("commits_url", "/commits{/sha}"),
+        ("compare_url", "/compare/{base}...{head}"),
+        ("contents_url", "/contents/{+path}"),
+        ("contributors_url", "/contributors"),
+        ("deployments_url", "/deployments"),
+        ("downloads_url", "/downloads"),
+        ("events_url", "/events"),
+        ("forks_url", "/forks"),
+        ("git_commits_url", "/git/commits{/sha}"),
+        ("git_refs_url", "/git/refs{/sha}"),
+        ("git_tags_url", "/git/tags{/sha}"),
+        ("hooks_url", "/hooks"),
+        ("issue_comment_url", "/issues/comments{/number}"),
+        ("issue_events_url", "/issues/events{/number}"),
+        ("issues_url", "/issues{/number}"),
+        ("keys_url", "/keys{/key_id}"),
+        ("labels_url", "/labels{/name}"),
+        ("languages_url", "/languages"),
+        ("merges_url", "/merges"),
+        ("milestones_url", "/milestones{/number}"),
+        ("notifications_url", "/notifications{?since,all,participating}"),
+        ("pulls_url", "/pulls{/number}"),
+        ("releases_url", "/releases{/id}"),
+        ("stargazers_url", "/stargazers"),
+        ("statuses_url", "/statuses/{sha}"),
+        ("subscribers_url", "/subscribers"),
+        ("subscription_url", "/subscription"),
+        ("tags_url", "/tags"),
+        ("teams_url", "/teams"),
+        ("trees_url", "/git/trees{/sha}"),
+    ] {
+        r[k] = json!(format!("{u}{path}"));
+    }
+    r
 }
 
 fn error(status: u16, message: &str) -> (u16, Value) {
@@ -457,7 +534,7 @@ fn route(s: &mut GhState, method: &Method, uri: &Uri, body: &Bytes, h: &mut Head
                 .repos
                 .keys()
                 .filter(|k| k.split('/').next() == Some(org))
-                .map(|k| json!({"id": 1, "name": k.split('/').nth(1), "full_name": k, "private": false}))
+                .map(|k| repository_json(&base, k, 1))
                 .collect();
             (200, page(&base, uri, "", repos, h))
         }
@@ -605,8 +682,15 @@ fn set_job_status(s: &mut GhState, job_id: u64, status: &str, conclusion: Option
         for j in r.jobs.iter_mut().filter(|j| j["id"] == job_id) {
             j["status"] = json!(status);
             j["conclusion"] = json!(conclusion);
+            match status {
+                "in_progress" => j["started_at"] = json!(iso(now_unix())),
+                "completed" => j["completed_at"] = json!(iso(now_unix())),
+                _ => {}
+            }
             if let Some(n) = runner {
                 j["runner_name"] = json!(n);
+                j["runner_group_id"] = json!(1);
+                j["runner_group_name"] = json!("Default");
             }
             run_of = j["run_id"].as_u64();
         }

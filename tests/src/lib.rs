@@ -245,11 +245,22 @@ pub fn ephemerd(data_dir: &Path, config: &Path, args: &[&str]) -> Result<std::pr
 
 /// A minimal HTTP/1.1 POST (the tests' webhook sender); returns the status code.
 pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<u16> {
+    http_request("POST", addr, path, headers, body).map(|(s, _)| s)
+}
+
+/// A minimal HTTP/1.1 request; returns the status code and the body.
+pub fn http_request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head =
-        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -260,6 +271,8 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp);
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-    code.ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text}"))
+    let code: Option<u16> = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let code = code.ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text}"))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((code, body))
 }

@@ -193,6 +193,10 @@ pub struct RunnerConfig {
     /// A host directory holding a runner tree; mounted at `/actions-runner` in every job with a per-job
     /// writable overlay, so jobs never alter the shared copy.
     pub dir: Option<PathBuf>,
+    /// Or: a runner release archive (`.tar.gz`) to download, verify against `sha256`, unpack and cache.
+    pub url: Option<String>,
+    /// The archive's SHA-256 (hex), required with `url`.
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -349,6 +353,27 @@ impl Config {
         }
         if self.image.default.trim().is_empty() {
             return Err(ConfigError::Invalid { key: "image.default", message: "must name an image".into() });
+        }
+        match (&self.runner.dir, &self.runner.url, &self.runner.sha256) {
+            (Some(_), Some(_), _) => {
+                return Err(ConfigError::Invalid {
+                    key: "runner.url",
+                    message: "give runner.dir or runner.url, not both".into(),
+                });
+            }
+            (_, Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "runner.sha256",
+                    message: "runner.url needs the archive's sha256".into(),
+                });
+            }
+            (_, _, Some(h)) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
+                return Err(ConfigError::Invalid {
+                    key: "runner.sha256",
+                    message: format!("`{h}` is not a hex SHA-256"),
+                });
+            }
+            _ => {}
         }
         if self.scheduler.max_concurrent == 0 {
             return Err(ConfigError::Invalid { key: "scheduler.max_concurrent", message: "must be at least 1".into() });

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod forge;
 pub mod platform;
+pub mod runner;
 pub mod runtime;
 pub mod scheduler;
 pub mod serve;

@@ -29,11 +29,15 @@ impl Daemon {
     }
 
     fn prepare_with(fake: &FakeGithub, port: u16, extra: &str, github_extra: &str) -> Daemon {
+        let runner = format!("[runner]\ndir = \"{}\"", runner_tree().display());
+        Self::prepare_full(fake, port, &runner, extra, github_extra)
+    }
+
+    fn prepare_full(fake: &FakeGithub, port: u16, runner: &str, extra: &str, github_extra: &str) -> Daemon {
         let data = short_tempdir();
         let config = data.path().join("config.toml");
         let text = config_text(&format!(
-            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n[runner]\ndir = \"{}\"\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n{github_extra}\n",
-            runner_tree().display(),
+            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n{runner}\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n{github_extra}\n",
             fake.url()
         ));
         std::fs::write(&config, text).unwrap();
@@ -283,6 +287,57 @@ async fn kill_9_with_four_jobs_running_then_restart_removes_them_and_queued_jobs
     wait_until("the queued jobs to run after the restart", Duration::from_secs(120), || quick_done() == 2, &d).await;
     wait_until("every runner deregistered", Duration::from_secs(60), || fake.runners("octo-org/app").is_empty(), &d)
         .await;
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_release_is_downloaded_checked_and_cached() {
+    use sha2::{Digest, Sha256};
+    let _s = serial();
+    // The runner tree as a release archive, served over HTTP.
+    let pack = tempfile::tempdir().unwrap();
+    let archive = pack.path().join("actions-runner-linux-x64.tar.gz");
+    let ok =
+        Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(runner_tree()).arg(".").status().unwrap().success();
+    assert!(ok);
+    let bytes = std::fs::read(&archive).unwrap();
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/actions-runner-linux-x64.tar.gz", listener.local_addr().unwrap());
+    let served = bytes.clone();
+    let app = axum::Router::new()
+        .route("/actions-runner-linux-x64.tar.gz", axum::routing::get(move || async move { served.clone() }));
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+
+    // A checksum that does not match: refused, in one line naming both sums.
+    let wrong = "0".repeat(64);
+    let d = Daemon::prepare_full(&fake, port, &format!("[runner]\nurl = \"{url}\"\nsha256 = \"{wrong}\""), "", "");
+    let out = Command::new(ephemerd_bin())
+        .arg("--data-dir")
+        .arg(d.data.path())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("serve")
+        .env("GITHUB_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.trim().lines().count() == 1 && err.contains(&sha) && err.contains(&wrong), "{err}");
+    drop(d);
+
+    let mut d = Daemon::prepare_full(&fake, port, &format!("[runner]\nurl = \"{url}\"\nsha256 = \"{sha}\""), "", "");
+    let (_, job) = fake.queue_script("octo-org/app", "downloaded", &["self-hosted"], "echo ran");
+    d.start();
+    let done = || fake.jobs().iter().any(|j| j["id"] == job && j["conclusion"] == "success");
+    wait_until("the job to run with the downloaded runner", Duration::from_secs(120), done, &d).await;
+    assert!(d.data.path().join("runners").join(&sha).join("run.sh").is_file(), "unpacked into the cache by checksum");
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }

@@ -12,7 +12,7 @@ use ephemerd::serve::Serve;
 use super::{Session, usage};
 use crate::cli::ServeArgs;
 
-pub async fn serve(args: ServeArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
     let token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     for g in &cfg.github {
@@ -21,8 +21,11 @@ pub async fn serve(args: ServeArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resu
     if providers.is_empty() {
         return Err(usage("no forge configured: add a [[github]] section to the config (see docs/configuration.md)"));
     }
+    cfg.runner.dir = ephemerd::runner::ensure(&cfg.runner, &dirs.root.join("runners")).await.map_err(usage)?;
     if cfg.runner.dir.is_none() {
-        return Err(usage("serve needs a runner: set runner.dir to an actions/runner tree"));
+        return Err(usage(
+            "serve needs a runner: set runner.dir to an actions/runner tree, or runner.url and runner.sha256",
+        ));
     }
     let webhooks = match cfg.webhook.listen {
         Some(addr) => Some(

@@ -448,6 +448,13 @@ mod tests {
             ("[limits]\ncpus = -1.0", "limits.cpus"),
             ("[limits]\nmemory = \"1MiB\"", "limits.memory"),
             ("[registries.\"r.example\"]\npassword_env = \"X\"", "registries.*.username"),
+            ("[runner]\nurl = \"http://r.example/r.tar.gz\"", "runner.sha256"),
+            ("[runner]\nurl = \"http://r.example/r.tar.gz\"\nsha256 = \"xyz\"", "runner.sha256"),
+            ("[runner]\ndir = \"/r\"\nurl = \"http://r.example/r.tar.gz\"", "runner.url"),
+            ("[scheduler]\nmax_concurrent = 0", "scheduler.max_concurrent"),
+            ("[scheduler]\nrunner_prefix = \"a b\"", "scheduler.runner_prefix"),
+            ("[[scheduler.profiles]]\nname = \"p\"\nlabels = []", "scheduler.profiles.labels"),
+            ("[[github]]\nowner = \"o\"\napi_url = \"ftp://x\"", "github.api_url"),
         ];
         for (text, key) in cases {
             let cfg = Config::parse(text).unwrap();

@@ -52,6 +52,18 @@ enum Msg {
     Machine(Event),
 }
 
+/// What the daemon's owner asks of it (signals today; the control API later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// No new claims; running jobs go on. Remembered across restarts.
+    Pause,
+    Resume,
+    /// Pause, then exit once running jobs are done (stopping them at `scheduler.drain_timeout`).
+    Drain,
+    /// Stop every job now, clean up, exit.
+    Stop,
+}
+
 /// This host's part of runner names: `<prefix>-<host>-`.
 pub fn runner_prefix(prefix: &str) -> String {
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
@@ -105,11 +117,11 @@ impl Serve {
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves (then stops every job, cleans up, and returns 0) or a drain ends.
-    /// With a `webhooks` listener, deliveries are taken there too.
+    /// Runs until a drain or stop asked through `controls` ends (returns 0). With a `webhooks` listener,
+    /// deliveries are taken there too.
     pub async fn run(
         self,
-        shutdown: impl std::future::Future<Output = ()>,
+        mut controls: mpsc::UnboundedReceiver<Control>,
         webhooks: Option<tokio::net::TcpListener>,
     ) -> Result<u8, ServeError> {
         let s = &self.cfg.scheduler;
@@ -119,7 +131,11 @@ impl Serve {
             job_timeout: s.job_timeout,
             remember: Duration::from_secs(3600),
         };
-        let mut machine = Machine::new(settings, Mode::Active);
+        let paused = self.runtime.store().state("mode")?.as_deref() == Some("paused");
+        if paused {
+            info!("paused (as before the restart): no new jobs until resumed");
+        }
+        let mut machine = Machine::new(settings, if paused { Mode::Paused } else { Mode::Active });
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut pollers = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -141,7 +157,6 @@ impl Serve {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(self.cfg.scheduler.sweep_interval);
         sweep.tick().await;
-        tokio::pin!(shutdown);
         let mut stopping = false;
         loop {
             let event = tokio::select! {
@@ -181,12 +196,32 @@ impl Serve {
                     self.sweep(&tracked, &machine);
                     continue;
                 }
-                _ = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    for p in &pollers { p.abort(); }
-                    info!("stopping: no new jobs; stopping running ones");
-                    Event::Drain { timeout: Duration::ZERO }
-                }
+                ctl = controls.recv(), if !stopping => match ctl.unwrap_or(Control::Stop) {
+                    Control::Pause => {
+                        if let Err(e) = self.runtime.store().set_state("mode", "paused") {
+                            warn!(error = %e, "cannot remember the pause across restarts");
+                        }
+                        info!("paused: no new jobs; running ones go on");
+                        Event::Pause
+                    }
+                    Control::Resume => {
+                        if let Err(e) = self.runtime.store().set_state("mode", "active") {
+                            warn!(error = %e, "cannot remember the resume across restarts");
+                        }
+                        info!("resumed");
+                        Event::Resume
+                    }
+                    Control::Drain => {
+                        info!(timeout = ?self.cfg.scheduler.drain_timeout, "draining: no new jobs; exiting when running ones are done");
+                        Event::Drain { timeout: self.cfg.scheduler.drain_timeout }
+                    }
+                    Control::Stop => {
+                        stopping = true;
+                        for p in &pollers { p.abort(); }
+                        info!("stopping: no new jobs; stopping running ones");
+                        Event::Drain { timeout: Duration::ZERO }
+                    }
+                },
             };
             let actions = machine.handle(event, Instant::now());
             if actions.contains(&Action::Exit) {

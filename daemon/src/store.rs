@@ -134,6 +134,10 @@ impl Store {
                 exit_code INTEGER,
                 oom_killed INTEGER NOT NULL DEFAULT 0
             );
+            CREATE TABLE IF NOT EXISTS daemon_state (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            );
             CREATE TABLE IF NOT EXISTS forge_jobs (
                 provider TEXT NOT NULL,
                 forge_job_id INTEGER NOT NULL,
@@ -289,6 +293,23 @@ pub struct ForgeJobRecord {
 }
 
 impl Store {
+    /// Remembers a piece of daemon state (such as being paused) across restarts.
+    pub fn set_state(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO daemon_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM daemon_state WHERE key = ?1", params![key], |r| r.get(0)).optional()
+        })
+    }
+
     /// Records a job first seen queued (a second report of the same job changes nothing).
     #[allow(clippy::too_many_arguments)]
     pub fn forge_job_seen(
@@ -511,5 +532,9 @@ mod tests {
         s.forge_job_phase("github:o", 7, "cleaned").unwrap();
         assert!(s.unfinished_forge_jobs().unwrap().is_empty());
         assert_eq!(s.forge_jobs().unwrap().len(), 1);
+        assert_eq!(s.state("mode").unwrap(), None);
+        s.set_state("mode", "paused").unwrap();
+        s.set_state("mode", "active").unwrap();
+        assert_eq!(s.state("mode").unwrap().as_deref(), Some("active"));
     }
 }

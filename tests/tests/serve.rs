@@ -69,6 +69,11 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
     }
@@ -339,5 +344,63 @@ async fn the_runner_release_is_downloaded_checked_and_cached() {
     wait_until("the job to run with the downloaded runner", Duration::from_secs(120), done, &d).await;
     assert!(d.data.path().join("runners").join(&sha).join("run.sh").is_file(), "unpacked into the cache by checksum");
     assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_holds_jobs_across_a_restart_resume_runs_them_and_drain_finishes_running_ones_then_exits() {
+    use nix::sys::signal::Signal;
+    let _s = serial();
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let registrations = || fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count();
+    let status =
+        |id: u64| fake.jobs().iter().find(|j| j["id"] == id).map(|j| j["status"].as_str().unwrap_or("").to_string());
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 2");
+    d.start();
+    wait_until("the daemon to start", Duration::from_secs(60), || d.log().contains("containerd is up"), &d).await;
+    d.signal(Signal::SIGUSR1);
+    wait_until("the pause", Duration::from_secs(30), || d.log().contains("paused: no new jobs"), &d).await;
+    let (_, a) = fake.queue_script("octo-org/app", "a", &["self-hosted"], "echo a");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(registrations(), 0, "paused: the queued job waits");
+
+    // The pause survives a restart.
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.start();
+    wait_until("the restart", Duration::from_secs(60), || d.log().contains("paused (as before the restart)"), &d).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(registrations(), 0, "still paused after the restart");
+
+    d.signal(Signal::SIGUSR2);
+    wait_until(
+        "the job to run after resume",
+        Duration::from_secs(120),
+        || status(a).as_deref() == Some("completed"),
+        &d,
+    )
+    .await;
+
+    // Drain with two running: they finish, nothing new is claimed, the daemon exits 0.
+    let (_, b) = fake.queue_script("octo-org/app", "b", &["self-hosted"], "sleep 5; echo b");
+    let (_, c) = fake.queue_script("octo-org/app", "c", &["self-hosted"], "sleep 5; echo c");
+    wait_until(
+        "two jobs running",
+        Duration::from_secs(60),
+        || status(b).as_deref() == Some("in_progress") && status(c).as_deref() == Some("in_progress"),
+        &d,
+    )
+    .await;
+    let (_, late) = fake.queue_script("octo-org/app", "late", &["self-hosted"], "echo late");
+    let before = registrations();
+    d.signal(Signal::SIGTERM);
+    let mut child = d.child.take().unwrap();
+    let code = tokio::task::block_in_place(|| child.wait().unwrap().code());
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert_eq!(status(b).as_deref(), Some("completed"), "running jobs finish before the exit");
+    assert_eq!(status(c).as_deref(), Some("completed"));
+    assert_eq!(status(late).as_deref(), Some("queued"), "no new claims while draining");
+    assert_eq!(registrations(), before);
     d.assert_clean();
 }

@@ -9,6 +9,10 @@ use ephemerd::forge::github::Github;
 use ephemerd::platform::DataDirs;
 use ephemerd::serve::Serve;
 
+use ephemerd::serve::Control;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
 use super::{Session, usage};
 use crate::cli::ServeArgs;
 
@@ -39,17 +43,34 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
     let result = async {
         let serve = Serve::new(cfg.clone(), session.runtime.clone(), providers)?;
         serve.reconcile().await?;
-        let shutdown = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        Ok::<_, anyhow::Error>(serve.run(shutdown, webhooks).await?)
+        let controls = signal_controls()?;
+        Ok::<_, anyhow::Error>(serve.run(controls, webhooks).await?)
     }
     .await;
     session.stop().await;
     result
+}
+
+/// Signals until the control API exists: SIGUSR1 pauses, SIGUSR2 resumes, SIGTERM drains (a second
+/// SIGTERM stops), Ctrl-C stops.
+fn signal_controls() -> anyhow::Result<mpsc::UnboundedReceiver<Control>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    tokio::spawn(async move {
+        let mut draining = false;
+        loop {
+            let c = tokio::select! {
+                _ = tokio::signal::ctrl_c() => Control::Stop,
+                _ = term.recv() => if draining { Control::Stop } else { draining = true; Control::Drain },
+                _ = usr1.recv() => Control::Pause,
+                _ = usr2.recv() => Control::Resume,
+            };
+            if tx.send(c).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }

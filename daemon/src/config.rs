@@ -250,8 +250,8 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// Durations are written as humantime strings (`"30s"`, `"2m"`).
-mod humantime_serde_compat {
+/// Durations are written as humantime strings (`"30s"`, `"2m"`); use with `#[serde(with = ...)]`.
+pub(crate) mod humantime_serde_compat {
     use serde::Deserialize;
     use std::time::Duration;
 

@@ -112,6 +112,15 @@ impl Drop for Daemon {
     }
 }
 
+/// The fake GitHub on every address, telling runners (in job containers) to reach it through the bridge
+/// gateway; and its port, which jobs must be allowed to reach.
+async fn fake_for_runners() -> (FakeGithub, u16) {
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    (fake, port)
+}
+
 async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, d: &Daemon) {
     let deadline = Instant::now() + timeout;
     while !ok() {
@@ -123,9 +132,7 @@ async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool,
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_jobs_run_in_fresh_containers_four_at_a_time_and_every_runner_goes() {
     let _s = serial();
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
     for i in 0..20 {
         fake.queue_script(
             "octo-org/app",
@@ -159,9 +166,7 @@ async fn a_job_seen_by_webhook_and_poll_gets_one_runner_and_bad_deliveries_are_r
     use ephemerd::forge::github::webhook::sign;
     let _s = serial();
     let secret = "hook-s3cret-value";
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
     let hook_port = free_port();
     let hook_addr = format!("127.0.0.1:{hook_port}");
     let mut d = Daemon::prepare_with(
@@ -226,9 +231,7 @@ async fn a_job_seen_by_webhook_and_poll_gets_one_runner_and_bad_deliveries_are_r
 async fn api_faults_lose_and_double_nothing_and_the_backoff_shows_in_the_log() {
     use ephemerd_e2e::fake_github::Fault;
     let _s = serial();
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
     for i in 0..3 {
         fake.queue_script("octo-org/app", &format!("job-{i}"), &["self-hosted"], "echo ok");
     }
@@ -257,9 +260,7 @@ async fn kill_9_with_four_jobs_running_then_restart_removes_them_and_queued_jobs
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let _s = serial();
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
     let sleep = format!("sleep {}", 2000 + free_port() % 1000);
     for i in 0..4 {
         fake.queue_script("octo-org/app", &format!("long-{i}"), &["self-hosted"], &sleep);
@@ -315,9 +316,7 @@ async fn the_runner_release_is_downloaded_checked_and_cached() {
         .route("/actions-runner-linux-x64.tar.gz", axum::routing::get(move || async move { served.clone() }));
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
 
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
 
     // A checksum that does not match: refused, in one line naming both sums.
     let wrong = "0".repeat(64);
@@ -351,9 +350,7 @@ async fn the_runner_release_is_downloaded_checked_and_cached() {
 async fn pause_holds_jobs_across_a_restart_resume_runs_them_and_drain_finishes_running_ones_then_exits() {
     use nix::sys::signal::Signal;
     let _s = serial();
-    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
-    let port = fake.addr.port();
-    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    let (fake, port) = fake_for_runners().await;
     let registrations = || fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count();
     let status =
         |id: u64| fake.jobs().iter().find(|j| j["id"] == id).map(|j| j["status"].as_str().unwrap_or("").to_string());

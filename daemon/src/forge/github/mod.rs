@@ -34,7 +34,7 @@ pub struct GithubConfig {
     /// The runner group JIT runners join (1 is the default group).
     #[serde(default = "default_group")]
     pub runner_group_id: u64,
-    #[serde(default = "default_poll", with = "humantime_secs")]
+    #[serde(default = "default_poll", with = "crate::config::humantime_serde_compat")]
     pub poll_interval: Duration,
     /// The image this provider's jobs run in when the job names none.
     pub image: Option<String>,
@@ -43,7 +43,7 @@ pub struct GithubConfig {
     /// The environment variable holding the webhook secret; set it to take `workflow_job` deliveries at
     /// `/hooks/github/<owner>` (see `webhook.listen`). Polling then goes on at `safety_poll_interval`.
     pub webhook_secret_env: Option<String>,
-    #[serde(default = "default_safety_poll", with = "humantime_secs")]
+    #[serde(default = "default_safety_poll", with = "crate::config::humantime_serde_compat")]
     pub safety_poll_interval: Duration,
 }
 
@@ -67,15 +67,6 @@ fn default_poll() -> Duration {
 }
 fn default_safety_poll() -> Duration {
     Duration::from_secs(60)
-}
-
-mod humantime_secs {
-    use serde::Deserialize;
-    use std::time::Duration;
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
-    }
 }
 
 pub struct Github {

@@ -95,6 +95,9 @@ pub struct ProfileConfig {
     pub name: String,
     pub labels: Vec<String>,
     pub image: Option<String>,
+    /// For images that carry their own runner: the command that starts it (the JIT config is in its
+    /// environment). Default: `/actions-runner/run.sh` from the runner tree.
+    pub runner_cmd: Option<Vec<String>>,
     pub cpus: Option<f64>,
     pub memory: Option<ByteSize>,
     pub pids: Option<i64>,

@@ -18,7 +18,7 @@ use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, 
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("serve needs a runner: set runner.dir to an actions/runner tree")]
+    #[error("serve needs a runner: set runner.dir (or runner.url), or give a profile a runner_cmd")]
     NoRunner,
     #[error("no forge configured: add a [[github]] section to the config")]
     NoProvider,
@@ -81,7 +81,7 @@ pub struct Serve {
 
 impl Serve {
     pub fn new(cfg: Config, runtime: Arc<Runtime>, providers: Vec<Arc<dyn Provider>>) -> Result<Self, ServeError> {
-        if cfg.runner.dir.is_none() {
+        if cfg.runner.dir.is_none() && !cfg.scheduler.profiles.iter().any(|p| p.runner_cmd.is_some()) {
             return Err(ServeError::NoRunner);
         }
         if providers.is_empty() {
@@ -300,6 +300,10 @@ impl Serve {
                 let (os, arch) = github_platform_labels();
                 let base = base_labels(os, arch, p.labels());
                 let (profile, labels) = route(&job.labels, &base, &self.profiles)?;
+                if self.runner_cmd(profile).is_none() {
+                    tracing::debug!(job = job.id, "no runner for this job's profile (no runner tree, no runner_cmd)");
+                    return None;
+                }
                 let _ = self.runtime.store().forge_job_seen(
                     &job.provider,
                     job.id,
@@ -355,10 +359,11 @@ impl Serve {
                     let Some(t) = tracked.get(&key) else { continue };
                     let Some(claim) = t.claim.clone() else { continue };
                     let (image, limits) = self.image_and_limits(t);
+                    let cmd = self.runner_cmd(t.profile).unwrap_or_default();
                     let rt = self.runtime.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
-                    tokio::spawn(async move { run_job(rt, key, claim, image, limits, tx).await }.instrument(span));
+                    tokio::spawn(async move { run_job(rt, key, claim, image, limits, cmd, tx).await }.instrument(span));
                 }
                 Action::Stop(key, reason) => {
                     let Some(id) = tracked.get(&key).and_then(|t| t.runtime_id.clone()) else { continue };
@@ -416,6 +421,12 @@ impl Serve {
         }
     }
 
+    /// The runner command for a profile: its `runner_cmd`, else the runner tree's `run.sh`, else none.
+    fn runner_cmd(&self, profile: Option<usize>) -> Option<Vec<String>> {
+        let own = profile.and_then(|i| self.cfg.scheduler.profiles.get(i)).and_then(|p| p.runner_cmd.clone());
+        own.or_else(|| self.cfg.runner.dir.as_ref().map(|_| vec!["/actions-runner/run.sh".to_string()]))
+    }
+
     fn image_and_limits(&self, t: &Tracked) -> (String, Limits) {
         let profile = t.profile.and_then(|i| self.cfg.scheduler.profiles.get(i));
         let image = profile
@@ -443,6 +454,7 @@ async fn run_job(
     claim: Claim,
     image: String,
     limits: Limits,
+    cmd: Vec<String>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
     let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
@@ -468,9 +480,9 @@ async fn run_job(
     let spec = JobSpec {
         id: id.clone(),
         image: img,
-        args: Some(vec!["/actions-runner/run.sh".into()]),
+        args: Some(cmd),
         env,
-        workdir: Some("/actions-runner".into()),
+        workdir: None,
         binds: vec![],
         limits: Some(limits),
     };

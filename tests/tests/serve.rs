@@ -401,3 +401,27 @@ async fn pause_holds_jobs_across_a_restart_resume_runs_them_and_drain_finishes_r
     assert_eq!(registrations(), before);
     d.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_label_profile_gives_its_jobs_their_limits_and_runner_command() {
+    let _s = serial();
+    let (fake, port) = fake_for_runners().await;
+    let profile = "[[scheduler.profiles]]\nname = \"small\"\nlabels = [\"small\"]\nmemory = \"300MiB\"\nrunner_cmd = [\"/bin/bash\", \"/actions-runner/run.sh\"]";
+    let mut d = Daemon::prepare(&fake, port, profile);
+    let script =
+        "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)";
+    let (_, small) = fake.queue_script("octo-org/app", "small", &["self-hosted", "SMALL"], script);
+    let (_, plain) = fake.queue_script("octo-org/app", "plain", &["self-hosted"], script);
+    d.start();
+    let done = |id: u64| fake.jobs().iter().any(|j| j["id"] == id && j["conclusion"] == "success");
+    wait_until("both jobs", Duration::from_secs(120), || done(small) && done(plain), &d).await;
+    let logs: String = std::fs::read_dir(d.data.path().join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(logs.contains(&format!("mem={}", 300u64 << 20)), "the profile's memory limit: {logs}");
+    assert!(logs.contains(&format!("mem={}", 512u64 << 20)), "the default limit for the other job: {logs}");
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}

@@ -360,10 +360,14 @@ impl Serve {
                     let Some(claim) = t.claim.clone() else { continue };
                     let (image, limits) = self.image_and_limits(t);
                     let cmd = self.runner_cmd(t.profile).unwrap_or_default();
+                    let endpoints = t.provider.endpoints();
                     let rt = self.runtime.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
-                    tokio::spawn(async move { run_job(rt, key, claim, image, limits, cmd, tx).await }.instrument(span));
+                    tokio::spawn(
+                        async move { run_job(rt, key, claim, Launch { image, limits, cmd, endpoints }, tx).await }
+                            .instrument(span),
+                    );
                 }
                 Action::Stop(key, reason) => {
                     let Some(id) = tracked.get(&key).and_then(|t| t.runtime_id.clone()) else { continue };
@@ -448,15 +452,17 @@ fn job_span(job: &ForgeJob, runner: &str) -> tracing::Span {
 }
 
 /// Runs the job's runner in a fresh container and reports start and exit.
-async fn run_job(
-    rt: Arc<Runtime>,
-    key: JobKey,
-    claim: Claim,
+/// How a job's runner is launched.
+struct Launch {
     image: String,
     limits: Limits,
     cmd: Vec<String>,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
+    /// URLs of the forge the runner must reach.
+    endpoints: Vec<String>,
+}
+
+async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx: mpsc::UnboundedSender<Msg>) {
+    let Launch { image, limits, cmd, endpoints } = launch;
     let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
     let img = match rt.images.ensure(&image, &|_| {}).await {
         Ok(i) => i,
@@ -485,6 +491,7 @@ async fn run_job(
         workdir: None,
         binds: vec![],
         limits: Some(limits),
+        endpoints: resolve_endpoints(&endpoints).await,
     };
     let started = async {
         rt.create(&spec).await?;
@@ -513,6 +520,28 @@ async fn run_job(
     let phase = if success { "finished" } else { "failed" };
     let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);
     let _ = tx.send(exited(success));
+}
+
+/// The IPv4 addresses of the hosts of `urls` (a forge on a private network must stay reachable).
+pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
+    let mut out = Vec::new();
+    for u in urls {
+        let Ok(url) = reqwest::Url::parse(u) else { continue };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { continue };
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => {
+                for a in addrs {
+                    if let std::net::IpAddr::V4(v4) = a.ip() {
+                        if !v4.is_loopback() && !out.contains(&v4) {
+                            out.push(v4);
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(url = %u, error = %e, "cannot resolve the forge's address for the job firewall"),
+        }
+    }
+    out
 }
 
 /// Polls one provider at its interval, backing off on errors and waiting out rate limits.

@@ -52,6 +52,7 @@ async fn runtime_vs_ctr(runs: usize) -> anyhow::Result<()> {
         workdir: None,
         binds: vec![],
         limits: None,
+        endpoints: vec![],
     };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     // One warm-up of each, not counted.

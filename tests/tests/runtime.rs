@@ -61,6 +61,7 @@ impl Rig {
             workdir: None,
             binds,
             limits,
+            endpoints: vec![],
         };
         let r = async {
             self.rt.create(&spec).await?;

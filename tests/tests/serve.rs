@@ -34,11 +34,15 @@ impl Daemon {
     }
 
     fn prepare_full(fake: &FakeGithub, port: u16, runner: &str, extra: &str, github_extra: &str) -> Daemon {
+        Self::prepare_raw(&format!("allow_host_ports = [{port}]"), &fake.url(), runner, extra, github_extra)
+    }
+
+    /// `network`: extra keys of the [network] section; `api_url`: where the daemon finds the fake.
+    fn prepare_raw(network: &str, api_url: &str, runner: &str, extra: &str, github_extra: &str) -> Daemon {
         let data = short_tempdir();
         let config = data.path().join("config.toml");
         let text = config_text(&format!(
-            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n{runner}\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n{github_extra}\n",
-            fake.url()
+            "{network}\n[image]\ndefault = \"{JOB_IMAGE}\"\n{runner}\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{api_url}\"\npoll_interval = \"1s\"\n{github_extra}\n"
         ));
         std::fs::write(&config, text).unwrap();
         let out = ephemerd(data.path(), &config, &["image", "import", job_image_archive().unwrap().to_str().unwrap()])
@@ -108,6 +112,8 @@ impl Drop for Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // A failed test must not leak: stop the killed daemon's containerd and remove its jobs.
+            let _ = ephemerd(self.data.path(), &self.config, &["cleanup"]);
         }
     }
 }
@@ -422,6 +428,51 @@ async fn a_label_profile_gives_its_jobs_their_limits_and_runner_command() {
         .collect();
     assert!(logs.contains(&format!("mem={}", 300u64 << 20)), "the profile's memory limit: {logs}");
     assert!(logs.contains(&format!("mem={}", 512u64 << 20)), "the default limit for the other job: {logs}");
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}
+
+/// A private address on this host, on a veth pair the test owns.
+struct PrivateAddress {
+    link: String,
+}
+
+impl PrivateAddress {
+    fn add(addr: &str) -> PrivateAddress {
+        let link = format!("edtd{}", std::process::id() % 100_000);
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", &format!("{link}p")]);
+        ip(&["addr", "add", &format!("{addr}/32"), "dev", &link]);
+        ip(&["link", "set", &link, "up"]);
+        PrivateAddress { link }
+    }
+}
+
+impl Drop for PrivateAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.link]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forge_on_a_private_address_stays_reachable_for_its_runners() {
+    let _s = serial();
+    let private = "192.168.99.1";
+    let _addr = PrivateAddress::add(private);
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    // Daemon and runners both talk to the forge at its private address; no host port is opened for jobs.
+    let api = format!("http://{private}:{port}");
+    fake.set_runner_url(&api);
+    let runner = format!("[runner]\ndir = \"{}\"", runner_tree().display());
+    let mut d = Daemon::prepare_raw("", &api, &runner, "", "");
+    let (_, job) = fake.queue_script("octo-org/app", "private-forge", &["self-hosted"], "echo reached");
+    d.start();
+    let done = || fake.jobs().iter().any(|j| j["id"] == job && j["conclusion"] == "success");
+    wait_until("the job via the private forge", Duration::from_secs(120), done, &d).await;
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }

@@ -120,6 +120,7 @@ async fn run_job(
                 Bind { source: scripts, destination: driver::SCRIPTS_DIR.into(), readonly: true },
             ],
             limits: None,
+            endpoints: vec![],
         };
         rt.create(&spec).await?;
         rt.start(&id).await?;

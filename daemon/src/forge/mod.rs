@@ -181,6 +181,10 @@ pub trait Provider: Send + Sync {
     async fn release(&self, scope: &str, runner_id: u64) -> Result<(), ForgeError>;
     /// Runners this provider's scopes hold whose names start with `prefix`.
     async fn runners(&self, prefix: &str) -> Result<Vec<RunnerInfo>, ForgeError>;
+    /// URLs a runner of this provider must reach (the job's egress firewall lets their addresses through).
+    fn endpoints(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The webhook capability, when this provider is configured for it.
     fn webhook(&self) -> Option<&dyn Webhook> {
         None

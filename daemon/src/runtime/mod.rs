@@ -60,6 +60,8 @@ pub struct JobSpec {
     pub binds: Vec<Bind>,
     /// Overrides the configured limits.
     pub limits: Option<Limits>,
+    /// Addresses this job must reach despite the egress firewall (its forge).
+    pub endpoints: Vec<std::net::Ipv4Addr>,
 }
 
 /// How a job's process ended.
@@ -120,6 +122,7 @@ impl Runtime {
             dns: network::resolvers(&cfg.network.dns),
             host_ports: cfg.network.allow_host_ports.clone(),
             allow: cfg.network.allow_cidrs.iter().filter_map(|c| Ipv4Net::parse(c).ok()).collect(),
+            endpoints: Vec::new(),
         };
         let bundle = binaries::bundle_dir();
         let seccomp = containerd::seccomp::load(
@@ -191,7 +194,9 @@ impl Runtime {
         lap.lap("cni add");
 
         self.store.add_resource(id, ResourceKind::Firewall, id)?;
-        self.firewall.add_job(id, att.ip, &self.policy).await?;
+        let mut policy = self.policy.clone();
+        policy.endpoints.extend(job.endpoints.iter().copied());
+        self.firewall.add_job(id, att.ip, &policy).await?;
         lap.lap("firewall add");
 
         let etc = dir.join("etc");

@@ -209,6 +209,10 @@ impl Provider for Github {
         if self.webhook_secret.is_some() { self.cfg.safety_poll_interval } else { self.cfg.poll_interval }
     }
 
+    fn endpoints(&self) -> Vec<String> {
+        vec![self.cfg.api_url.clone()]
+    }
+
     fn webhook(&self) -> Option<&dyn super::Webhook> {
         self.webhook_secret.as_ref().map(|_| self as &dyn super::Webhook)
     }

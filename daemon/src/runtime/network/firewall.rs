@@ -35,6 +35,8 @@ pub struct Policy {
     pub dns: Vec<Ipv4Addr>,
     pub host_ports: Vec<u16>,
     pub allow: Vec<Ipv4Net>,
+    /// Addresses the job must reach whatever they are, on the host or through it (its forge).
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 pub fn tag(job_id: &str) -> String {
@@ -56,6 +58,9 @@ pub fn job_rules(job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<String> {
     for port in &p.host_ports {
         out.push(rule(CHAIN_INPUT, &format!("-p tcp --dport {port} -j ACCEPT")));
     }
+    for e in &p.endpoints {
+        out.push(rule(CHAIN_INPUT, &format!("-d {e}/32 -j ACCEPT")));
+    }
     out.push(rule(CHAIN_INPUT, "-p tcp -j REJECT --reject-with tcp-reset"));
     out.push(rule(CHAIN_INPUT, "-j REJECT --reject-with icmp-port-unreachable"));
     // Through the host.
@@ -66,6 +71,9 @@ pub fn job_rules(job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<String> {
     }
     for a in &p.allow {
         out.push(rule(CHAIN_FORWARD, &format!("-d {a} -j ACCEPT")));
+    }
+    for e in &p.endpoints {
+        out.push(rule(CHAIN_FORWARD, &format!("-d {e}/32 -j ACCEPT")));
     }
     for r in BLOCKED_RANGES {
         out.push(rule(CHAIN_FORWARD, &format!("-d {r} -p tcp -j REJECT --reject-with tcp-reset")));
@@ -236,6 +244,7 @@ mod tests {
             dns: vec![Ipv4Addr::new(10, 255, 255, 53)],
             host_ports: vec![8080],
             allow: vec![Ipv4Net::parse("192.168.7.0/24").unwrap()],
+            endpoints: vec![Ipv4Addr::new(172, 20, 0, 9)],
         };
         let rules = job_rules("j1", Ipv4Addr::new(10, 231, 0, 5), &p);
         let input: Vec<&String> = rules.iter().filter(|r| r.starts_with("-A EPHEMERD-INPUT")).collect();
@@ -249,6 +258,12 @@ mod tests {
         let block10 = fwd.iter().position(|r| r.contains("-d 10.0.0.0/8")).unwrap();
         assert!(allow < block && dns < block10, "accepts precede the blocks");
         assert!(rules.iter().all(|r| r.contains("10.231.0.5/32") && r.contains("--comment ephemerd-job=j1")));
+        let forge = fwd.iter().position(|r| r.contains("-d 172.20.0.9/32 -j ACCEPT")).unwrap();
+        assert!(
+            forge < fwd.iter().position(|r| r.contains("-d 172.16.0.0/12")).unwrap(),
+            "the forge before the blocks"
+        );
+        assert!(input.iter().position(|r| r.contains("-d 172.20.0.9/32 -j ACCEPT")).unwrap() < input.len() - 2);
         let accept_all = fwd.iter().position(|r| r.contains("-s 10.231.0.5/32 -j ACCEPT")).unwrap();
         assert!(accept_all > block10, "the catch-all accept comes after the blocks");
         let nat = nat_rule(Ipv4Net::parse("10.231.0.0/16").unwrap(), "ephemerd0");

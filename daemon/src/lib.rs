@@ -13,3 +13,9 @@ pub mod serve;
 pub mod store;
 pub mod webhook;
 pub mod workflow;
+
+/// Installs the process-wide TLS crypto provider (ring) that the HTTP clients (registry, GitHub, runner
+/// download) need; calling it again is a no-op.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -29,7 +29,7 @@ pub async fn ensure(cfg: &RunnerConfig, cache: &Path) -> Result<Option<PathBuf>,
     let dl_err = |message: String| RunnerError::Download { url: url.clone(), message };
     std::fs::create_dir_all(cache).map_err(|e| dl_err(e.to_string()))?;
     let archive = cache.join(format!("{sha}.tar.gz.part"));
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_tls_provider();
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
         .build()

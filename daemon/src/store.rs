@@ -79,13 +79,6 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Exited => "exited",
-            Self::Cleaned => "cleaned",
-        }
-    }
     fn parse(s: &str) -> Self {
         match s {
             "exited" => Self::Exited,
@@ -467,12 +460,6 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         exit_code: r.get(5)?,
         oom_killed: r.get::<_, i64>(6)? != 0,
     })
-}
-
-impl JobState {
-    pub fn label(self) -> &'static str {
-        self.as_str()
-    }
 }
 
 #[cfg(test)]

@@ -159,10 +159,6 @@ impl Runtime {
         self.dirs.job_log(id)
     }
 
-    pub fn gateway(&self) -> std::net::Ipv4Addr {
-        self.cni.subnet.gateway()
-    }
-
     /// Records a new job and makes its private dir (for files the job's binds expose).
     pub fn begin(&self, id: &str, image: &str) -> Result<PathBuf, RuntimeError> {
         let dir = self.dirs.job_dir(id);

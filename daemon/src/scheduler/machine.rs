@@ -137,10 +137,6 @@ impl Machine {
         Self { settings, mode, jobs: BTreeMap::new(), exited: false }
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub fn phase(&self, key: &JobKey) -> Option<Phase> {
         self.jobs.get(key).map(|e| e.phase)
     }
@@ -324,6 +320,13 @@ mod tests {
         JobKey { provider: "github".into(), forge_job_id: n }
     }
 
+    /// Takes job `n` through queued, claimed and started.
+    fn run(m: &mut Machine, n: u64, t: Instant) {
+        m.handle(Event::Queued(key(n)), t);
+        m.handle(Event::Claimed(key(n)), t);
+        m.handle(Event::Started(key(n)), t);
+    }
+
     fn settings(max: usize) -> Settings {
         Settings {
             max_concurrent: max,
@@ -406,9 +409,7 @@ mod tests {
         let t = Instant::now();
         let mut m = Machine::new(settings(4), Mode::Active);
         for n in [1, 2] {
-            m.handle(Event::Queued(key(n)), t);
-            m.handle(Event::Claimed(key(n)), t);
-            m.handle(Event::Started(key(n)), t);
+            run(&mut m, n, t);
         }
         assert_eq!(m.handle(Event::Drain { timeout: Duration::from_secs(600) }, t), vec![]);
         assert_eq!(m.handle(Event::Queued(key(3)), t), vec![], "no new claims while draining");
@@ -423,9 +424,7 @@ mod tests {
     fn drain_deadline_stops_what_still_runs() {
         let t = Instant::now();
         let mut m = Machine::new(settings(4), Mode::Active);
-        m.handle(Event::Queued(key(1)), t);
-        m.handle(Event::Claimed(key(1)), t);
-        m.handle(Event::Started(key(1)), t);
+        run(&mut m, 1, t);
         m.handle(Event::PickedUp(key(1)), t);
         m.handle(Event::Drain { timeout: Duration::from_secs(10) }, t);
         assert_eq!(m.handle(Event::Tick, t + Duration::from_secs(9)), vec![]);
@@ -441,9 +440,7 @@ mod tests {
         let t = Instant::now();
         let mut m = Machine::new(settings(4), Mode::Active);
         for n in [1, 2] {
-            m.handle(Event::Queued(key(n)), t);
-            m.handle(Event::Claimed(key(n)), t);
-            m.handle(Event::Started(key(n)), t);
+            run(&mut m, n, t);
         }
         m.handle(Event::PickedUp(key(2)), t);
         let a = m.handle(Event::Tick, t + Duration::from_secs(120));

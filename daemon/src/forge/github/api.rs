@@ -92,7 +92,7 @@ fn message_of(body: &str) -> String {
 impl Api {
     pub fn new(base_url: &str, auth: Auth, forge: &str) -> Result<Self, ForgeError> {
         let cfg_err = |m: String| ForgeError::Config(m, forge.to_string());
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         let base = base_url.trim_end_matches('/').to_string();
         let builder = Octocrab::builder()
             .base_uri(base.as_str())

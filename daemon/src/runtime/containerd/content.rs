@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use containerd_client::services::v1::{
-    Info, InfoRequest, ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest,
-};
+use containerd_client::services::v1::{Info, ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest};
 use prost_types::FieldMask;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_stream::StreamExt;
@@ -154,15 +152,6 @@ pub async fn set_labels(ctr: &Containerd, digest: &str, labels: HashMap<String, 
         .await
         .map_err(CtrError::rpc("content update"))?;
     Ok(())
-}
-
-/// Whether the store holds `digest`.
-pub async fn exists(ctr: &Containerd, digest: &str) -> Result<bool, CtrError> {
-    match ctr.content().info(ctr.req(InfoRequest { digest: digest.to_string() })).await {
-        Ok(_) => Ok(true),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
-        Err(s) => Err(CtrError::rpc("content info")(s)),
-    }
 }
 
 /// Reads a whole (small) blob: manifests, indexes, configs.

@@ -190,8 +190,7 @@ fn archive_entry(path: &Path, entries: &HashMap<String, (u64, u64)>, digest: &st
 
 impl Images {
     pub fn new(ctr: Containerd, registries: BTreeMap<String, RegistryConfig>) -> Self {
-        // The registry client's TLS needs a process-wide crypto provider; a second install is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_tls_provider();
         Self { ctr, registries, unpack_lock: Mutex::new(()) }
     }
 

@@ -61,6 +61,22 @@ pub struct GhState {
     pub max_in_progress: usize,
     /// When each job's runner asked for it (the runner process is up).
     pub acquired_at: BTreeMap<u64, Instant>,
+    /// The path the REST API is served under (`/api/v3` like GitHub Enterprise Server, or empty).
+    prefix: String,
+    /// A GitHub App whose installation may exchange a signed JWT for installation tokens.
+    pub app: Option<FakeApp>,
+    /// Installation tokens handed out, with their expiry (unix seconds).
+    pub installation_tokens: Vec<(String, u64)>,
+}
+
+/// A GitHub App installed on the fake.
+pub struct FakeApp {
+    pub app_id: u64,
+    pub installation_id: u64,
+    /// The App's public key (PEM): JWTs must be RS256-signed with its private key.
+    pub public_key_pem: String,
+    /// How long an installation token lives (GitHub: one hour).
+    pub token_ttl: Duration,
 }
 
 #[derive(Default, Clone)]
@@ -86,9 +102,19 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Unix seconds as RFC 3339 UTC (the civil-from-days algorithm).
 fn iso(t: u64) -> String {
-    // Good enough for the fake: a fixed date with the time of day.
-    format!("2026-01-01T{:02}:{:02}:{:02}Z", (t / 3600) % 24, (t / 60) % 60, t % 60)
+    let (days, secs) = ((t / 86_400) as i64, t % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
 }
 
 impl FakeGithub {
@@ -117,8 +143,28 @@ impl FakeGithub {
         FakeGithub { addr, state, task }
     }
 
+    /// The API root, as `api_url` (with the `/api/v3` prefix in Enterprise Server mode).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
+        format!("http://127.0.0.1:{}{}", self.addr.port(), self.with(|s| s.prefix.clone()))
+    }
+
+    /// Serves the REST API under `/api/v3`, as GitHub Enterprise Server does.
+    pub fn enterprise_server(&self) {
+        self.with(|s| s.prefix = "/api/v3".into());
+    }
+
+    /// Installs a GitHub App: its installation tokens are accepted like the token.
+    pub fn install_app(&self, app: FakeApp) {
+        self.with(|s| s.app = Some(app));
+    }
+
+    /// Revokes every installation token handed out so far (GitHub then answers 401).
+    pub fn revoke_installation_tokens(&self) {
+        self.with(|s| s.installation_tokens.iter_mut().for_each(|t| t.1 = 0));
+    }
+
+    pub fn installation_tokens_issued(&self) -> usize {
+        self.with(|s| s.installation_tokens.len())
     }
 
     /// The base URL written into JIT configs, for runners that reach the fake another way.
@@ -142,7 +188,7 @@ impl FakeGithub {
                 .find_map(|(name, r)| r.jobs.iter().find(|j| j["id"] == job_id).map(|j| (name.clone(), j.clone())))
                 .unwrap_or_default();
             let owner = repo.split('/').next().unwrap_or("").to_string();
-            let api = s.base_url.clone();
+            let api = format!("{}{}", s.base_url, s.prefix);
             json!({
                 "action": action,
                 "workflow_job": job,
@@ -196,7 +242,7 @@ impl FakeGithub {
             let job_id = s.next_id;
             let t = now_unix();
             let base = "https://github.com";
-            let api = s.base_url.clone();
+            let api = format!("{}{}", s.base_url, s.prefix);
             let r = s.repos.entry(repo.to_string()).or_default();
             r.runs.push(json!({
                 "id": run_id, "node_id": format!("WFR_{run_id}"), "name": "CI", "head_branch": "main",
@@ -479,9 +525,20 @@ fn serve(
     if let ["_runner", id, what] = uri.path().trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
         return runner_protocol(s, id.parse().unwrap_or(0), what, &query_of(uri));
     }
+    let Some(uri) = strip_prefix(&s.prefix, uri) else {
+        return error(404, "Not Found");
+    };
+    let uri = &uri;
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token ")).unwrap_or("");
-    if token != s.token {
+    if let (&Method::POST, ["app", "installations", id, "access_tokens"]) =
+        (method, uri.path().trim_matches('/').split('/').collect::<Vec<_>>().as_slice())
+    {
+        return installation_token(s, id, token);
+    }
+    let now = now_unix();
+    let installation = s.installation_tokens.iter().any(|(t, exp)| t == token && *exp > now);
+    if token != s.token && !installation {
         return error(401, "Bad credentials");
     }
     let (status, value) = route(s, method, uri, body, h);
@@ -502,9 +559,63 @@ fn serve(
     (status, value)
 }
 
+/// The request's URI with the API prefix taken off; `None` outside the prefix.
+fn strip_prefix(prefix: &str, uri: &Uri) -> Option<Uri> {
+    if prefix.is_empty() {
+        return Some(uri.clone());
+    }
+    let pq = uri.path_and_query()?.as_str();
+    let rest = pq.strip_prefix(prefix)?;
+    if !rest.starts_with('/') {
+        return None;
+    }
+    rest.parse().ok()
+}
+
+/// `POST /app/installations/{id}/access_tokens`: a JWT signed with the App's key (RS256, `iss` the App id,
+/// at most 10 minutes long) buys an installation token.
+fn installation_token(s: &mut GhState, id: &str, jwt: &str) -> (u16, Value) {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+    let Some(app) = &s.app else { return error(404, "Not Found") };
+    if id.parse::<u64>().ok() != Some(app.installation_id) {
+        return error(404, "Not Found");
+    }
+    let Ok(key) = DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes()) else {
+        return error(500, "bad test key");
+    };
+    let mut v = Validation::new(Algorithm::RS256);
+    // `iss` is a number (the App id), which the library only checks as a string: checked below.
+    v.set_required_spec_claims(&["exp"]);
+    v.leeway = 60;
+    let claims = match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
+        Ok(d) => d.claims,
+        Err(_) => return error(401, "A JSON web token could not be decoded"),
+    };
+    let iss = claims["iss"].as_u64().or_else(|| claims["iss"].as_str().and_then(|x| x.parse().ok()));
+    let (iat, exp) = (claims["iat"].as_u64().unwrap_or(0), claims["exp"].as_u64().unwrap_or(0));
+    if iss != Some(app.app_id) {
+        return error(401, "'Issuer' claim ('iss') must be an Integer");
+    }
+    if exp.saturating_sub(iat) > 600 {
+        return error(401, "'Expiration time' claim ('exp') is too far in the future");
+    }
+    let expires = now_unix() + app.token_ttl.as_secs();
+    s.next_id += 1;
+    let token = format!("ghs_installation{:020}", s.next_id);
+    s.installation_tokens.push((token.clone(), expires));
+    (
+        201,
+        json!({
+            "token": token, "expires_at": iso(expires),
+            "permissions": {"actions": "read", "administration": "write", "organization_self_hosted_runners": "write"},
+            "repository_selection": "all",
+        }),
+    )
+}
+
 fn route(s: &mut GhState, method: &Method, uri: &Uri, body: &Bytes, h: &mut HeaderMap) -> (u16, Value) {
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    let base = s.base_url.clone();
+    let base = format!("{}{}", s.base_url, s.prefix);
     let q = query_of(uri);
     match (method.clone(), segs.as_slice()) {
         (Method::GET, ["repos", o, r, "actions", "runs"]) => {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use ephemerd::forge::github::{Github, GithubConfig};
 use ephemerd::forge::{ForgeError, JobStatus, Provider, RunnerRequest, Secret};
-use ephemerd_e2e::fake_github::{FakeGithub, Fault};
+use ephemerd_e2e::fake_github::{FakeApp, FakeGithub, Fault};
 
 const TOKEN: &str = "ghp_fakeTokenForTests0123456789";
 
@@ -140,4 +140,91 @@ async fn errors_say_what_the_scheduler_must_do() {
 
     // And after the faults, polling works again.
     assert_eq!(gh.poll().await.unwrap().jobs.len(), 1);
+}
+
+/// A fresh RSA key pair (PEM private, PEM public) made by openssl, as a GitHub App's key would be.
+fn rsa_key_pair(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let private = dir.join("app.pem");
+    let public = dir.join("app.pub.pem");
+    let ok = |c: &mut std::process::Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(std::process::Command::new("openssl").args(["genrsa", "-out"]).arg(&private).arg("2048"));
+    ok(std::process::Command::new("openssl").args(["rsa", "-pubout", "-in"]).arg(&private).arg("-out").arg(&public));
+    (private, std::fs::read_to_string(public).unwrap())
+}
+
+fn app_provider(fake: &FakeGithub, key: &std::path::Path) -> Github {
+    let cfg = toml_cfg(&format!(
+        "owner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{}\"\n[app]\napp_id = 4242\ninstallation_id = 77\nprivate_key_file = \"{}\"",
+        fake.url(),
+        key.display()
+    ));
+    Github::new(cfg, None).unwrap()
+}
+
+#[tokio::test]
+async fn github_app_on_enterprise_server_buys_installation_tokens_and_renews_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public_key_pem) = rsa_key_pair(dir.path());
+    let fake = FakeGithub::start("a-token-nobody-has").await;
+    // Enterprise Server mode: the API lives under /api/v3, and api_url is not api.github.com.
+    fake.enterprise_server();
+    fake.install_app(FakeApp {
+        app_id: 4242,
+        installation_id: 77,
+        public_key_pem,
+        token_ttl: Duration::from_secs(3600),
+    });
+    fake.queue_job("octo-org/app", "build", &["self-hosted"]);
+    let gh = app_provider(&fake, &key);
+    let jobs = gh.poll().await.map_err(|e| format!("{e}: {:?}", fake.seen())).unwrap().jobs;
+    assert_eq!(jobs.len(), 1);
+    let claim = gh
+        .claim(&jobs[0], &RunnerRequest { name: "ephemerd-app-1".into(), labels: vec!["self-hosted".into()] })
+        .await
+        .unwrap();
+    gh.release(&claim.scope, claim.runner_id).await.unwrap();
+    assert_eq!(fake.installation_tokens_issued(), 1, "one token serves every request while it is valid");
+    assert!(fake.seen().iter().all(|r| r.path_and_query.starts_with("/api/v3/")), "{:?}", fake.seen());
+
+    // GitHub revokes the token (or it expired early): the next request gets a 401, and a new token is bought.
+    fake.revoke_installation_tokens();
+    assert_eq!(gh.poll().await.unwrap().jobs.len(), 1);
+    assert_eq!(fake.installation_tokens_issued(), 2);
+
+    // A token close to its expiry is renewed before it is used, not after GitHub refuses it.
+    let public_key_pem = fake.state.lock().unwrap().app.as_ref().unwrap().public_key_pem.clone();
+    fake.install_app(FakeApp { app_id: 4242, installation_id: 77, public_key_pem, token_ttl: Duration::from_secs(20) });
+    fake.revoke_installation_tokens();
+    gh.poll().await.unwrap();
+    let before = fake.installation_tokens_issued();
+    let refused = fake.seen().iter().filter(|r| r.status == 401).count();
+    gh.poll().await.unwrap();
+    assert!(fake.installation_tokens_issued() > before, "a token expiring within 30 s is renewed first");
+    assert_eq!(fake.seen().iter().filter(|r| r.status == 401).count(), refused, "and no request is refused");
+}
+
+#[tokio::test]
+async fn github_app_with_the_wrong_key_is_an_auth_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = rsa_key_pair(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_public) = rsa_key_pair(other.path());
+    let fake = FakeGithub::start("a-token-nobody-has").await;
+    fake.install_app(FakeApp {
+        app_id: 4242,
+        installation_id: 77,
+        public_key_pem: other_public,
+        token_ttl: Duration::from_secs(3600),
+    });
+    let e = app_provider(&fake, &key).poll().await.unwrap_err();
+    assert!(matches!(e, ForgeError::Auth { .. }), "{e:?}");
+    assert!(!e.retryable());
+    assert_eq!(fake.installation_tokens_issued(), 0);
+
+    let missing = toml_cfg(&format!(
+        "owner = \"o\"\napi_url = \"{}\"\n[app]\napp_id = 1\ninstallation_id = 2\nprivate_key_file = \"/nonexistent/key.pem\"",
+        fake.url()
+    ));
+    let e = Github::new(missing, None).err().unwrap();
+    assert!(e.to_string().contains("/nonexistent/key.pem"), "{e}");
 }

@@ -44,6 +44,10 @@ struct Cached {
 pub struct Api {
     crab: Octocrab,
     base: String,
+    /// `scheme://host[:port]` of `base`.
+    origin: String,
+    /// The path of `base` without its trailing slash (`/api/v3` for GitHub Enterprise Server, or empty).
+    prefix: String,
     forge: String,
     /// URL → what its last 200 said.
     etags: Mutex<HashMap<String, Cached>>,
@@ -82,6 +86,27 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// The request target handed to octocrab for a path or a URL under the API root (`origin` + `prefix`):
+/// always a path with the root's prefix, never an absolute URL. octocrab joins it to `api_url`, and it
+/// attaches a GitHub App's installation token only to requests without a host of their own (or for
+/// api.github.com), so an absolute URL to a GitHub Enterprise Server would go out unauthenticated.
+/// `None` for a URL on another host (a `Link` there is refused, not followed).
+pub fn request_target(origin: &str, prefix: &str, path_or_url: &str) -> Option<String> {
+    if path_or_url.starts_with('/') {
+        return Some(if path_or_url.starts_with(&format!("{prefix}/")) || prefix.is_empty() {
+            path_or_url.to_string()
+        } else {
+            format!("{prefix}{path_or_url}")
+        });
+    }
+    let rest = path_or_url.strip_prefix(origin)?;
+    match rest {
+        "" => Some("/".into()),
+        r if r.starts_with('/') => Some(r.to_string()),
+        _ => None,
+    }
+}
+
 fn message_of(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
@@ -110,19 +135,40 @@ impl Api {
             }
         }
         .map_err(|e| cfg_err(format!("cannot build the GitHub client: {e}")))?;
-        Ok(Self { crab, base, forge: forge.to_string(), etags: Mutex::new(HashMap::new()) })
+        let uri: http::Uri = base.parse().map_err(|e| cfg_err(format!("api_url `{base}`: {e}")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(cfg_err(format!("api_url `{base}` is not an absolute http(s) URL")));
+        };
+        let origin = format!("{scheme}://{authority}");
+        let prefix = uri.path().trim_end_matches('/').to_string();
+        Ok(Self { crab, base, origin, prefix, forge: forge.to_string(), etags: Mutex::new(HashMap::new()) })
     }
 
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base)
+    fn target(&self, what: &str, path_or_url: &str) -> Result<String, ForgeError> {
+        request_target(&self.origin, &self.prefix, path_or_url).ok_or_else(|| ForgeError::BadAnswer {
+            forge: self.forge.clone(),
+            what: what.to_string(),
+            message: format!("a link outside {}: {path_or_url}", self.base),
+        })
+    }
+
+    /// An error octocrab returned instead of a response. A GitHub error there comes from octocrab's own
+    /// request for an App installation token, and is classified like any answer (a refused JWT is an
+    /// auth error); anything else is a transport failure.
+    fn transport(&self, what: &str, e: octocrab::Error) -> ForgeError {
+        if let octocrab::Error::GitHub { source, .. } = &e {
+            let headers = source.headers.clone().unwrap_or_default();
+            let body = serde_json::json!({ "message": source.message }).to_string();
+            let what = format!("{what} (GitHub App installation token)");
+            return self.classify(&what, source.status_code.as_u16(), &headers, &body);
         }
-    }
-
-    fn transport(&self, what: &str, e: impl std::fmt::Display) -> ForgeError {
-        ForgeError::Transport { forge: self.forge.clone(), what: what.to_string(), message: e.to_string() }
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message = format!("{message}: {c}");
+            cause = c.source();
+        }
+        ForgeError::Transport { forge: self.forge.clone(), what: what.to_string(), message }
     }
 
     fn classify(&self, what: &str, status: u16, headers: &HeaderMap, body: &str) -> ForgeError {
@@ -156,7 +202,7 @@ impl Api {
 
     /// A conditional GET: sends the last ETag of this URL, and on 304 gives the body cached with it.
     pub async fn get(&self, what: &str, path_or_url: &str) -> Result<Got, ForgeError> {
-        let url = self.url(path_or_url);
+        let url = self.target(what, path_or_url)?;
         let cached = self.etags.lock().ok().and_then(|m| m.get(&url).cloned());
         let mut headers = HeaderMap::new();
         if let Some(c) = &cached {
@@ -194,7 +240,7 @@ impl Api {
     }
 
     pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, ForgeError> {
-        let url = self.url(path);
+        let url = self.target(what, path)?;
         let r = self.crab._post(url.as_str(), Some(body)).await.map_err(|e| self.transport(what, e))?;
         let (status, headers, text) = self.read(what, r).await?;
         if !(200..300).contains(&status) {
@@ -209,7 +255,7 @@ impl Api {
 
     /// DELETE; 404 counts as done.
     pub async fn delete(&self, what: &str, path: &str) -> Result<(), ForgeError> {
-        let url = self.url(path);
+        let url = self.target(what, path)?;
         let r = self.crab._delete(url.as_str(), None::<&()>).await.map_err(|e| self.transport(what, e))?;
         let (status, headers, text) = self.read(what, r).await?;
         match status {
@@ -244,6 +290,20 @@ mod tests {
         assert_eq!(rate_limit_until(500, &reset, "", now), None);
         let past = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "10")]);
         assert_eq!(rate_limit_until(403, &past, "", now), Some(now + Duration::from_secs(1)), "a reset in the past");
+    }
+
+    #[test]
+    fn request_targets_are_paths_under_the_api_root() {
+        let t = |o, p, u| request_target(o, p, u);
+        assert_eq!(t("https://api.github.com", "", "/repos/o/r").as_deref(), Some("/repos/o/r"));
+        assert_eq!(t("https://api.github.com", "", "https://api.github.com/x?page=2").as_deref(), Some("/x?page=2"));
+        assert_eq!(t("https://ghe.corp", "/api/v3", "/repos/o/r").as_deref(), Some("/api/v3/repos/o/r"));
+        assert_eq!(
+            t("https://ghe.corp", "/api/v3", "https://ghe.corp/api/v3/repos/o/r?page=2").as_deref(),
+            Some("/api/v3/repos/o/r?page=2")
+        );
+        assert_eq!(t("http://127.0.0.1:80", "", "http://127.0.0.1:8080/x"), None, "another port");
+        assert_eq!(t("https://ghe.corp", "/api/v3", "https://evil.example/api/v3/x"), None);
     }
 
     #[test]

@@ -38,8 +38,17 @@ pub struct Config {
     pub registries: BTreeMap<String, RegistryConfig>,
     pub scheduler: SchedulerConfig,
     pub webhook: WebhookConfig,
+    pub control: ControlConfig,
     /// GitHub owners to take jobs from (`[[github]]`, one per owner).
     pub github: Vec<crate::forge::github::GithubConfig>,
+}
+
+/// The control API's socket (`DATA_DIR/run/control.sock`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// A group whose members may use the socket (the CLI and the tray app without root). Unset: root only.
+    pub group: Option<String>,
 }
 
 /// The HTTP endpoint forges deliver webhooks to.

@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md at the repository root for the map.
 
 pub mod config;
+pub mod control;
 pub mod forge;
 pub mod platform;
 pub mod runner;

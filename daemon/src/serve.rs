@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, Limits};
+use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
 use crate::runtime::{JobSpec, Runtime, new_job_id};
 use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
@@ -52,16 +53,19 @@ enum Msg {
     Machine(Event),
 }
 
-/// What the daemon's owner asks of it (signals today; the control API later).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the daemon's owner asks of it (through the control API, or signals).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// No new claims; running jobs go on. Remembered across restarts.
     Pause,
     Resume,
-    /// Pause, then exit once running jobs are done (stopping them at `scheduler.drain_timeout`).
-    Drain,
+    /// Pause, then exit once running jobs are done, stopping them at the timeout (default:
+    /// `scheduler.drain_timeout`).
+    Drain(Option<Duration>),
     /// Stop every job now, clean up, exit.
     Stop,
+    /// Stop one job's container (its runner ends; the job is cleaned up as usual).
+    Kill(JobKey),
 }
 
 /// This host's part of runner names: `<prefix>-<host>-`.
@@ -99,6 +103,7 @@ impl Serve {
         let store = self.runtime.store();
         for rec in store.unfinished_forge_jobs()? {
             store.forge_job_outcome(&rec.provider, rec.forge_job_id, None, Some("abandoned: ephemerd restarted"))?;
+            store.forge_job_phase(&rec.provider, rec.forge_job_id, "failed")?;
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
         }
         for p in &self.providers {
@@ -117,12 +122,30 @@ impl Serve {
         Ok(())
     }
 
+    /// The providers' health before their first poll.
+    pub fn provider_health(&self) -> Vec<ProviderHealth> {
+        self.providers
+            .iter()
+            .map(|p| ProviderHealth {
+                name: p.name().to_string(),
+                kind: p.kind().to_string(),
+                url: p.url().to_string(),
+                discovery: if p.webhook().is_some() { "webhook + poll".into() } else { "poll".into() },
+                connected: false,
+                last_poll: None,
+                last_error: None,
+                rate_limit: None,
+            })
+            .collect()
+    }
+
     /// Runs until a drain or stop asked through `controls` ends (returns 0). With a `webhooks` listener,
     /// deliveries are taken there too.
     pub async fn run(
         self,
         mut controls: mpsc::UnboundedReceiver<Control>,
         webhooks: Option<tokio::net::TcpListener>,
+        live: Arc<LiveTx>,
     ) -> Result<u8, ServeError> {
         let s = &self.cfg.scheduler;
         let settings = Settings {
@@ -136,10 +159,14 @@ impl Serve {
             info!("paused (as before the restart): no new jobs until resumed");
         }
         let mut machine = Machine::new(settings, if paused { Mode::Paused } else { Mode::Active });
+        live.send_modify(|l| {
+            l.mode = if paused { DaemonMode::Paused } else { DaemonMode::Running };
+            l.max = s.max_concurrent as u32;
+        });
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut pollers = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            pollers.push(tokio::spawn(poller(i, p.clone(), tx.clone())));
+            pollers.push(tokio::spawn(poller(i, p.clone(), tx.clone(), live.clone())));
         }
         if let Some(listener) = webhooks {
             let (htx, mut hrx) = mpsc::unbounded_channel();
@@ -167,6 +194,7 @@ impl Serve {
                         for ev in self.polled(provider, jobs, &mut tracked, &machine) {
                             self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
                         }
+                        publish(&live, &machine);
                         continue;
                     }
                     Some(Msg::Hooked { provider, job }) => {
@@ -197,7 +225,12 @@ impl Serve {
                     continue;
                 }
                 ctl = controls.recv(), if !stopping => match ctl.unwrap_or(Control::Stop) {
+                    Control::Kill(key) => {
+                        self.kill(&key, &tracked);
+                        continue;
+                    }
                     Control::Pause => {
+                        live.send_modify(|l| if l.mode == DaemonMode::Running { l.mode = DaemonMode::Paused });
                         if let Err(e) = self.runtime.store().set_state("mode", "paused") {
                             warn!(error = %e, "cannot remember the pause across restarts");
                         }
@@ -209,16 +242,23 @@ impl Serve {
                             warn!(error = %e, "cannot remember the resume across restarts");
                         }
                         info!("resumed");
+                        live.send_modify(|l| if l.mode == DaemonMode::Paused { l.mode = DaemonMode::Running });
                         Event::Resume
                     }
-                    Control::Drain => {
-                        info!(timeout = ?self.cfg.scheduler.drain_timeout, "draining: no new jobs; exiting when running ones are done");
-                        Event::Drain { timeout: self.cfg.scheduler.drain_timeout }
+                    Control::Drain(timeout) => {
+                        let timeout = timeout.unwrap_or(self.cfg.scheduler.drain_timeout);
+                        info!(?timeout, "draining: no new jobs; exiting when running ones are done");
+                        live.send_modify(|l| if l.mode != DaemonMode::Stopping {
+                            l.mode = DaemonMode::Draining;
+                            l.drain_deadline = Some(SystemTime::now() + timeout);
+                        });
+                        Event::Drain { timeout }
                     }
                     Control::Stop => {
                         stopping = true;
                         for p in &pollers { p.abort(); }
                         info!("stopping: no new jobs; stopping running ones");
+                        live.send_modify(|l| { l.mode = DaemonMode::Stopping; l.drain_deadline = Some(SystemTime::now()); });
                         Event::Drain { timeout: Duration::ZERO }
                     }
                 },
@@ -226,14 +266,33 @@ impl Serve {
             let actions = machine.handle(event, Instant::now());
             if actions.contains(&Action::Exit) {
                 self.dispatch(actions.into_iter().filter(|a| *a != Action::Exit).collect(), &mut tracked, &tx);
+                publish(&live, &machine);
                 break;
             }
             self.dispatch(actions, &mut tracked, &tx);
+            publish(&live, &machine);
         }
         for p in pollers {
             p.abort();
         }
         Ok(0)
+    }
+
+    /// Stops a job's container at the owner's request: its runner ends, and the job is cleaned up as usual.
+    fn kill(&self, key: &JobKey, tracked: &HashMap<JobKey, Tracked>) {
+        let Some(t) = tracked.get(key) else { return };
+        let Some(id) = t.runtime_id.clone() else { return };
+        let _ = self.runtime.store().forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed"));
+        let rt = self.runtime.clone();
+        tokio::spawn(
+            async move {
+                warn!("killing the job, as asked");
+                let _ = rt.kill(&id, 15).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let _ = rt.kill(&id, 9).await;
+            }
+            .instrument(job_span(&t.job, &t.runner_name)),
+        );
     }
 
     /// Deregisters, in the background, runners of this host that no live job owns.
@@ -337,6 +396,12 @@ impl Serve {
                     let Some(t) = tracked.get(&key) else { continue };
                     let (p, job) = (t.provider.clone(), t.job.clone());
                     let req = RunnerRequest { name: t.runner_name.clone(), labels: t.labels.clone() };
+                    if let Err(e) = self.runtime.store().forge_job_claiming(&key.provider, key.forge_job_id, &req.name)
+                    {
+                        warn!(error = %e, "cannot journal the claim; not registering a runner");
+                        let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: true }));
+                        continue;
+                    }
                     let tx = tx.clone();
                     let span = job_span(&job, &t.runner_name);
                     tokio::spawn(
@@ -474,12 +539,13 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
     };
     let id = new_job_id();
     let _ = tx.send(Msg::Created(key.clone(), id.clone()));
-    if let Err(e) = rt.begin(&id, &img.name) {
+    let journaled = rt.store().forge_job_runtime(&key.provider, key.forge_job_id, &id, &img.name);
+    let journaled = journaled.and_then(|()| rt.store().forge_job_phase(&key.provider, key.forge_job_id, "starting"));
+    if let Err(e) = journaled.map_err(crate::runtime::RuntimeError::from).and_then(|()| rt.begin(&id, &img.name)) {
         warn!(error = %e, "cannot record the job");
         let _ = tx.send(exited(false));
         return;
     }
-    let _ = rt.store().forge_job_runtime(&key.provider, key.forge_job_id, &id, &img.name);
     let mut env: Vec<(String, String)> = claim.env.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
     // The runner refuses to run as root unless told; job containers are root inside their own namespaces.
     env.push(("RUNNER_ALLOW_RUNASROOT".into(), "1".into()));
@@ -544,11 +610,34 @@ pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
     out
 }
 
-/// Polls one provider at its interval, backing off on errors and waiting out rate limits.
-async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>) {
+/// The scheduler's counts, for the control API.
+fn publish(live: &LiveTx, m: &Machine) {
+    let (active, queued) = (m.active() as u32, m.queued() as u32);
+    live.send_if_modified(|l| {
+        let changed = l.active != active || l.queued != queued;
+        l.active = active;
+        l.queued = queued;
+        changed
+    });
+}
+
+/// Polls one provider at its interval, backing off on errors and waiting out rate limits; reports its
+/// health to the live status.
+async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>, live: Arc<LiveTx>) {
     let mut failures = 0u32;
     loop {
-        let wait = match p.poll().await {
+        let result = p.poll().await;
+        live.send_if_modified(|l| {
+            let Some(h) = l.providers.iter_mut().find(|h| h.name == p.name()) else { return false };
+            let before = (h.connected, h.last_error.clone(), h.rate_limit);
+            h.connected = result.is_ok();
+            h.last_poll = Some(SystemTime::now());
+            h.last_error = result.as_ref().err().map(|e| e.to_string());
+            h.rate_limit = p.rate_limit();
+            // A successful idle poll changes nothing worth waking watchers for.
+            before != (h.connected, h.last_error.clone(), h.rate_limit)
+        });
+        let wait = match result {
             Ok(outcome) => {
                 failures = 0;
                 tracing::debug!(

@@ -100,9 +100,22 @@ pub struct JobRecord {
 }
 
 /// A handle to the journal; cheap to clone, safe to share between tasks (calls are short and synchronous).
+/// Every change to a forge job's record is also broadcast (see [`Store::subscribe`]).
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    changes: tokio::sync::broadcast::Sender<ForgeJobRecord>,
+}
+
+/// Which forge jobs to list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Phases to keep; empty keeps all.
+    pub phases: Vec<String>,
+    pub provider: Option<String>,
+    pub repo: Option<String>,
+    /// Only jobs not yet cleaned up (queued, running, or ending).
+    pub uncleaned: bool,
 }
 
 fn now() -> i64 {
@@ -152,6 +165,7 @@ impl Store {
                 claimed_at INTEGER,
                 started_at INTEGER,
                 finished_at INTEGER,
+                cleaned_at INTEGER,
                 PRIMARY KEY (provider, forge_job_id)
             );
             CREATE TABLE IF NOT EXISTS resources (
@@ -163,7 +177,19 @@ impl Store {
             );",
         )
         .map_err(open_err)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        // Journals from before `cleaned_at`: add it (a cleaned job was then phase 'cleaned').
+        let has_cleaned_at = conn
+            .prepare("SELECT 1 FROM pragma_table_info('forge_jobs') WHERE name = 'cleaned_at'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(open_err)?;
+        if !has_cleaned_at {
+            conn.execute_batch(
+                "ALTER TABLE forge_jobs ADD COLUMN cleaned_at INTEGER;
+                 UPDATE forge_jobs SET cleaned_at = COALESCE(finished_at, queued_at) WHERE phase = 'cleaned';",
+            )
+            .map_err(open_err)?;
+        }
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), changes: tokio::sync::broadcast::channel(1024).0 })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -283,6 +309,8 @@ pub struct ForgeJobRecord {
     pub claimed_at: Option<i64>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// When its container and runner were removed (the record is then history).
+    pub cleaned_at: Option<i64>,
 }
 
 impl Store {
@@ -303,7 +331,9 @@ impl Store {
         })
     }
 
-    /// Records a job first seen queued (a second report of the same job changes nothing).
+    /// Records a job first seen queued. A second report of the same job changes nothing, unless its record
+    /// was closed without the job ever finishing (abandoned at a restart): the forge queued it again, and
+    /// the record starts over.
     #[allow(clippy::too_many_arguments)]
     pub fn forge_job_seen(
         &self,
@@ -321,14 +351,22 @@ impl Store {
             c.execute(
                 "INSERT INTO forge_jobs (provider, forge_job_id, run_id, repo, workflow, name, labels, html_url, phase, queued_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9)
-                 ON CONFLICT (provider, forge_job_id) DO NOTHING",
+                 ON CONFLICT (provider, forge_job_id) DO UPDATE SET
+                    phase = 'queued', runner_name = NULL, runner_id = NULL, scope = NULL, image = NULL,
+                    runtime_id = NULL, exit_code = NULL, conclusion = NULL, queued_at = ?9, claimed_at = NULL,
+                    started_at = NULL, finished_at = NULL, cleaned_at = NULL
+                 WHERE cleaned_at IS NOT NULL AND conclusion LIKE 'abandoned%'",
                 params![provider, id as i64, run_id as i64, repo, workflow, name, labels, html_url, now()],
             )
             .map(drop)
-        })
+        })?;
+        self.notify(provider, id);
+        Ok(())
     }
 
-    /// Moves a job to `phase`, stamping the time for the phases that have one.
+    /// Moves a job to `phase`, stamping the time for the phases that have one. `cleaned` stamps
+    /// `cleaned_at` and keeps a finished or failed phase (the outcome stays in the history); a job cleaned
+    /// before it ran (it went elsewhere, or was never picked up) ends in phase `cleaned`.
     pub fn forge_job_phase(&self, provider: &str, id: u64, phase: &str) -> Result<(), StoreError> {
         let stamp = match phase {
             "claimed" => Some("claimed_at"),
@@ -341,10 +379,30 @@ impl Store {
                 Some(col) => format!(
                     "UPDATE forge_jobs SET phase = ?3, {col} = COALESCE({col}, ?4) WHERE provider = ?1 AND forge_job_id = ?2"
                 ),
+                None if phase == "cleaned" => "UPDATE forge_jobs SET cleaned_at = COALESCE(cleaned_at, ?4),
+                    phase = CASE WHEN phase IN ('finished', 'failed') THEN phase ELSE ?3 END
+                    WHERE provider = ?1 AND forge_job_id = ?2"
+                    .into(),
                 None => "UPDATE forge_jobs SET phase = ?3 WHERE provider = ?1 AND forge_job_id = ?2 AND ?4 = ?4".into(),
             };
             c.execute(&sql, params![provider, id as i64, phase, now()]).map(drop)
-        })
+        })?;
+        self.notify(provider, id);
+        Ok(())
+    }
+
+    /// Journals, before the runner is registered, the name it will have: a crash between registering and
+    /// hearing back leaves a runner the restart finds by this name.
+    pub fn forge_job_claiming(&self, provider: &str, id: u64, runner_name: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE forge_jobs SET phase = 'claiming', runner_name = ?3 WHERE provider = ?1 AND forge_job_id = ?2",
+                params![provider, id as i64, runner_name],
+            )
+            .map(drop)
+        })?;
+        self.notify(provider, id);
+        Ok(())
     }
 
     pub fn forge_job_claimed(
@@ -361,7 +419,9 @@ impl Store {
                 params![provider, id as i64, runner_name, runner_id as i64, scope],
             )
             .map(drop)
-        })
+        })?;
+        self.notify(provider, id);
+        Ok(())
     }
 
     pub fn forge_job_runtime(&self, provider: &str, id: u64, runtime_id: &str, image: &str) -> Result<(), StoreError> {
@@ -371,7 +431,9 @@ impl Store {
                 params![provider, id as i64, runtime_id, image],
             )
             .map(drop)
-        })
+        })?;
+        self.notify(provider, id);
+        Ok(())
     }
 
     pub fn forge_job_outcome(
@@ -388,7 +450,9 @@ impl Store {
                 params![provider, id as i64, exit_code, conclusion],
             )
             .map(drop)
-        })
+        })?;
+        self.notify(provider, id);
+        Ok(())
     }
 
     pub fn forge_job(&self, provider: &str, id: u64) -> Result<Option<ForgeJobRecord>, StoreError> {
@@ -402,10 +466,72 @@ impl Store {
         })
     }
 
+    /// Tells subscribers what a forge job's record now is.
+    fn notify(&self, provider: &str, id: u64) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        if let Ok(Some(rec)) = self.forge_job(provider, id) {
+            let _ = self.changes.send(rec);
+        }
+    }
+
+    /// Every later change of a forge job's record, as the whole new record.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ForgeJobRecord> {
+        self.changes.subscribe()
+    }
+
+    /// Forge jobs matching `filter`, newest first, `limit` of them from `offset`.
+    pub fn list_forge_jobs(&self, filter: &JobFilter, offset: u64, limit: u64) -> Result<Vec<ForgeJobRecord>, StoreError> {
+        let mut sql = format!("{FORGE_JOB_SELECT} WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if !filter.phases.is_empty() {
+            let marks: Vec<String> = filter
+                .phases
+                .iter()
+                .map(|p| {
+                    args.push(p.clone().into());
+                    format!("?{}", args.len())
+                })
+                .collect();
+            sql.push_str(&format!(" AND phase IN ({})", marks.join(", ")));
+        }
+        if filter.uncleaned {
+            sql.push_str(" AND cleaned_at IS NULL");
+        }
+        if let Some(p) = &filter.provider {
+            args.push(p.clone().into());
+            sql.push_str(&format!(" AND provider = ?{}", args.len()));
+        }
+        if let Some(r) = &filter.repo {
+            args.push(r.clone().into());
+            sql.push_str(&format!(" AND repo = ?{}", args.len()));
+        }
+        args.push((limit.min(i64::MAX as u64) as i64).into());
+        args.push((offset.min(i64::MAX as u64) as i64).into());
+        sql.push_str(&format!(
+            " ORDER BY queued_at DESC, forge_job_id DESC LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+        self.with(|c| {
+            let mut st = c.prepare(&sql)?;
+            st.query_map(rusqlite::params_from_iter(args.iter()), row_to_forge_job)?.collect()
+        })
+    }
+
+    /// Forge jobs with this forge job id, at any provider.
+    pub fn forge_jobs_numbered(&self, id: u64) -> Result<Vec<ForgeJobRecord>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!("{FORGE_JOB_SELECT} WHERE forge_job_id = ?1"))?;
+            st.query_map(params![id as i64], row_to_forge_job)?.collect()
+        })
+    }
+
     /// Forge jobs not yet cleaned up (after a crash: to close and reconcile).
     pub fn unfinished_forge_jobs(&self) -> Result<Vec<ForgeJobRecord>, StoreError> {
         self.with(|c| {
-            let mut st = c.prepare(&format!("{FORGE_JOB_SELECT} WHERE phase NOT IN ('cleaned') ORDER BY queued_at"))?;
+            let mut st = c.prepare(&format!("{FORGE_JOB_SELECT} WHERE cleaned_at IS NULL ORDER BY queued_at"))?;
             st.query_map([], row_to_forge_job)?.collect()
         })
     }
@@ -421,7 +547,7 @@ impl Store {
 
 const FORGE_JOB_SELECT: &str = "SELECT provider, forge_job_id, run_id, repo, workflow, name, labels, html_url, phase,
     runner_name, runner_id, scope, image, runtime_id, exit_code, conclusion, queued_at, claimed_at, started_at,
-    finished_at FROM forge_jobs";
+    finished_at, cleaned_at FROM forge_jobs";
 
 fn row_to_forge_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForgeJobRecord> {
     let labels: String = r.get(6)?;
@@ -446,6 +572,7 @@ fn row_to_forge_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForgeJobRecord> {
         claimed_at: r.get(17)?,
         started_at: r.get(18)?,
         finished_at: r.get(19)?,
+        cleaned_at: r.get(20)?,
     })
 }
 
@@ -520,6 +647,21 @@ mod tests {
         assert!(s.unfinished_forge_jobs().unwrap().is_empty());
         assert_eq!(s.forge_jobs().unwrap().len(), 1);
         assert_eq!(s.state("mode").unwrap(), None);
+
+        // A job abandoned at a restart and queued again by the forge starts a fresh record.
+        s.forge_job_seen("github:o", 8, 80, "o/r", "CI", "test", &labels, None).unwrap();
+        s.forge_job_claiming("github:o", 8, "ephemerd-h-j2").unwrap();
+        assert_eq!(s.forge_job("github:o", 8).unwrap().unwrap().runner_name.as_deref(), Some("ephemerd-h-j2"));
+        s.forge_job_outcome("github:o", 8, None, Some("abandoned: ephemerd restarted")).unwrap();
+        s.forge_job_phase("github:o", 8, "failed").unwrap();
+        s.forge_job_phase("github:o", 8, "cleaned").unwrap();
+        s.forge_job_seen("github:o", 8, 80, "o/r", "CI", "test", &labels, None).unwrap();
+        let r = s.forge_job("github:o", 8).unwrap().unwrap();
+        assert_eq!((r.phase.as_str(), r.conclusion, r.runner_name, r.finished_at), ("queued", None, None, None));
+        // A job that really finished is never reopened.
+        s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "build", &labels, None).unwrap();
+        let r = s.forge_job("github:o", 7).unwrap().unwrap();
+        assert_eq!((r.phase.as_str(), r.cleaned_at.is_some()), ("finished", true), "the outcome stays");
         s.set_state("mode", "paused").unwrap();
         s.set_state("mode", "active").unwrap();
         assert_eq!(s.state("mode").unwrap().as_deref(), Some("active"));

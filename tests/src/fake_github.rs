@@ -67,6 +67,8 @@ pub struct GhState {
     pub app: Option<FakeApp>,
     /// Installation tokens handed out, with their expiry (unix seconds).
     pub installation_tokens: Vec<(String, u64)>,
+    /// While set, runners asking for a job get none (GitHub has not assigned one yet).
+    pub hold: bool,
 }
 
 /// A GitHub App installed on the fake.
@@ -161,6 +163,11 @@ impl FakeGithub {
     /// Revokes every installation token handed out so far (GitHub then answers 401).
     pub fn revoke_installation_tokens(&self) {
         self.with(|s| s.installation_tokens.iter_mut().for_each(|t| t.1 = 0));
+    }
+
+    /// While `hold`, no runner gets a job.
+    pub fn hold_jobs(&self, hold: bool) {
+        self.with(|s| s.hold = hold);
     }
 
     pub fn installation_tokens_issued(&self) -> usize {
@@ -741,6 +748,7 @@ fn runner_protocol(s: &mut GhState, runner_id: u64, what: &str, q: &BTreeMap<Str
         .collect();
     let name = runner["name"].as_str().unwrap_or("").to_string();
     match what {
+        "acquire" if s.hold => (204, Value::Null),
         "acquire" => {
             let in_scope = |repo: &str| repo == scope || repo.split('/').next() == Some(scope.as_str());
             let mut pick = None;

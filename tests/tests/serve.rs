@@ -431,3 +431,57 @@ async fn a_label_profile_gives_its_jobs_their_limits_and_runner_command() {
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_forges_at_once_and_timeouts_free_their_slots() {
+    let _s = serial();
+    let (first, port1) = fake_for_runners().await;
+    let (second, port2) = fake_for_runners().await;
+    let second_section = format!(
+        "[[github]]\nowner = \"other-org\"\nrepos = [\"svc\"]\napi_url = \"{}\"\npoll_interval = \"1s\"",
+        second.url()
+    );
+    let runner = format!("[runner]\ndir = \"{}\"", runner_tree().display());
+    let mut d = Daemon::prepare_raw(
+        &format!("allow_host_ports = [{port1}, {port2}]"),
+        &first.url(),
+        &runner,
+        "[scheduler]\nmax_concurrent = 1\npickup_timeout = \"5s\"\njob_timeout = \"10s\"\nsweep_interval = \"2s\"",
+        &second_section,
+    );
+    let done = |f: &FakeGithub, id: u64| f.jobs().iter().any(|j| j["id"] == id && j["conclusion"] == "success");
+
+    // The first forge registers a runner but never hands it the job (it was cancelled meanwhile): at the
+    // pickup timeout the runner is removed, and the single slot goes to the second forge's job.
+    first.hold_jobs(true);
+    let (_, never) = first.queue_script("octo-org/app", "never-assigned", &["self-hosted"], "echo never");
+    d.start();
+    wait_until(
+        "a runner at the first forge",
+        Duration::from_secs(60),
+        || !first.runners("octo-org/app").is_empty(),
+        &d,
+    )
+    .await;
+    first.set_job(never, "completed", Some("cancelled"), None);
+    let (_, quick) = second.queue_script("other-org/svc", "quick", &["self-hosted"], "echo quick");
+    wait_until("the second forge's job, in the freed slot", Duration::from_secs(90), || done(&second, quick), &d).await;
+    assert!(first.runners("octo-org/app").is_empty(), "the unassigned runner is deregistered");
+    assert!(d.log().contains("NeverPickedUp"), "{}", d.log());
+
+    // A job past job_timeout is stopped; its slot goes to the next job, from the first forge again.
+    first.hold_jobs(false);
+    let (_, endless) = second.queue_script("other-org/svc", "endless", &["self-hosted"], "sleep 600");
+    let running = |f: &FakeGithub, id: u64| f.jobs().iter().any(|j| j["id"] == id && j["status"] == "in_progress");
+    wait_until("the endless job to run", Duration::from_secs(60), || running(&second, endless), &d).await;
+    let (_, after) = first.queue_script("octo-org/app", "after", &["self-hosted"], "echo after");
+    wait_until("the job after the timeout", Duration::from_secs(90), || done(&first, after), &d).await;
+    assert!(d.log().contains("reason=Timeout"), "{}", d.log());
+    // GitHub fails the job whose runner vanished; then its runner can go.
+    second.lose_busy_runners();
+    wait_until("every runner deregistered", Duration::from_secs(60), || second.runners("other-org/svc").is_empty(), &d)
+        .await;
+    assert!(first.runners("octo-org/app").is_empty());
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}

@@ -9,9 +9,12 @@ use ephemerd::forge::github::Github;
 use ephemerd::platform::DataDirs;
 use ephemerd::serve::Serve;
 
+use ephemerd::control;
+use ephemerd::control::live::Live;
+use ephemerd::control::server::ControlService;
 use ephemerd::serve::Control;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{Session, usage};
 use crate::cli::ServeArgs;
@@ -42,19 +45,39 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
     let session = Session::start(&cfg, &dirs).await?;
     let result = async {
         let serve = Serve::new(cfg.clone(), session.runtime.clone(), providers)?;
+        let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
+        let listener =
+            control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])
+                .await
+                .map_err(usage)?;
+        let live = Arc::new(watch::channel(Live::new(cfg.scheduler.max_concurrent as u32, serve.provider_health())).0);
+        let (tx, controls) = mpsc::unbounded_channel();
+        signal_controls(tx.clone())?;
+        let service = ControlService::new(session.runtime.store().clone(), live.subscribe(), tx, dirs.clone());
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service.into_service())
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), async {
+                    let _ = api_stopped.await;
+                }),
+        );
+        tracing::info!(socket = %socket.display(), "control API listening");
         serve.reconcile().await?;
-        let controls = signal_controls()?;
-        Ok::<_, anyhow::Error>(serve.run(controls, webhooks).await?)
+        let code = serve.run(controls, webhooks, live).await;
+        let _ = stop_api.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
+        let _ = std::fs::remove_file(&socket);
+        Ok::<_, anyhow::Error>(code?)
     }
     .await;
     session.stop().await;
     result
 }
 
-/// Signals until the control API exists: SIGUSR1 pauses, SIGUSR2 resumes, SIGTERM drains (a second
-/// SIGTERM stops), Ctrl-C stops.
-fn signal_controls() -> anyhow::Result<mpsc::UnboundedReceiver<Control>> {
-    let (tx, rx) = mpsc::unbounded_channel();
+/// SIGUSR1 pauses, SIGUSR2 resumes, SIGTERM drains (a second SIGTERM stops), Ctrl-C stops: the control
+/// API's main controls, for service managers and scripts.
+fn signal_controls(tx: mpsc::UnboundedSender<Control>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
@@ -63,7 +86,7 @@ fn signal_controls() -> anyhow::Result<mpsc::UnboundedReceiver<Control>> {
         loop {
             let c = tokio::select! {
                 _ = tokio::signal::ctrl_c() => Control::Stop,
-                _ = term.recv() => if draining { Control::Stop } else { draining = true; Control::Drain },
+                _ = term.recv() => if draining { Control::Stop } else { draining = true; Control::Drain(None) },
                 _ = usr1.recv() => Control::Pause,
                 _ = usr2.recv() => Control::Resume,
             };
@@ -72,5 +95,5 @@ fn signal_controls() -> anyhow::Result<mpsc::UnboundedReceiver<Control>> {
             }
         }
     });
-    Ok(rx)
+    Ok(())
 }

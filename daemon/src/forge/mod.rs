@@ -137,6 +137,13 @@ pub struct PollOutcome {
     pub counted_requests: u32,
 }
 
+/// A forge's request budget, from its last answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub remaining: i64,
+    pub reset: SystemTime,
+}
+
 /// What a verified webhook delivery says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hook {
@@ -167,6 +174,14 @@ pub trait Webhook: Send + Sync {
 pub trait Provider: Send + Sync {
     /// The instance name (`github:octo-org`), unique among the configured providers.
     fn name(&self) -> &str;
+    /// The kind of forge (`github`).
+    fn kind(&self) -> &'static str;
+    /// The forge's API root, as configured.
+    fn url(&self) -> &str;
+    /// What the forge last said about the rate limit, if it says.
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
     /// The image for jobs that name none.
     fn default_image(&self) -> Option<&str>;
     /// The labels runners of this provider carry besides `self-hosted`, OS and architecture.

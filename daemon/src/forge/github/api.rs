@@ -51,6 +51,8 @@ pub struct Api {
     forge: String,
     /// URL → what its last 200 said.
     etags: Mutex<HashMap<String, Cached>>,
+    /// The `x-ratelimit-*` headers of the last answer that had them.
+    rate: Mutex<Option<crate::forge::RateLimit>>,
 }
 
 /// The wait a rate-limited answer asks for: `Retry-After` first, then `x-ratelimit-reset` when nothing is
@@ -141,7 +143,7 @@ impl Api {
         };
         let origin = format!("{scheme}://{authority}");
         let prefix = uri.path().trim_end_matches('/').to_string();
-        Ok(Self { crab, base, origin, prefix, forge: forge.to_string(), etags: Mutex::new(HashMap::new()) })
+        Ok(Self { crab, base, origin, prefix, forge: forge.to_string(), etags: Mutex::new(HashMap::new()), rate: Mutex::new(None) })
     }
 
     fn target(&self, what: &str, path_or_url: &str) -> Result<String, ForgeError> {
@@ -193,9 +195,21 @@ impl Api {
         }
     }
 
+    /// What GitHub last said about the rate limit.
+    pub fn rate_limit(&self) -> Option<crate::forge::RateLimit> {
+        self.rate.lock().ok().and_then(|r| *r)
+    }
+
     async fn read(&self, what: &str, r: Response) -> Result<(u16, HeaderMap, String), ForgeError> {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+        if let (Some(remaining), Some(reset)) = (h("x-ratelimit-remaining"), h("x-ratelimit-reset")) {
+            if let Ok(mut r) = self.rate.lock() {
+                let reset = UNIX_EPOCH + Duration::from_secs(reset.max(0) as u64);
+                *r = Some(crate::forge::RateLimit { remaining, reset });
+            }
+        }
         let text = self.crab.body_to_string(r).await.map_err(|e| self.transport(what, e))?;
         Ok((status, headers, text))
     }

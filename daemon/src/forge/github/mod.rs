@@ -196,6 +196,18 @@ impl Provider for Github {
         &self.name
     }
 
+    fn kind(&self) -> &'static str {
+        "github"
+    }
+
+    fn url(&self) -> &str {
+        &self.cfg.api_url
+    }
+
+    fn rate_limit(&self) -> Option<super::RateLimit> {
+        self.api.rate_limit()
+    }
+
     fn default_image(&self) -> Option<&str> {
         self.cfg.image.as_deref()
     }

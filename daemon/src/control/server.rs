@@ -1,0 +1,383 @@
+//! The control API's RPCs. Reads come from the journal and the live status; controls go to the event loop
+//! as `serve::Control`s; streams are fed by the journal's change broadcast and the live status channel.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use ephemerd_proto::v1;
+use ephemerd_proto::v1::control_server::Control as ControlApi;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, Host, JobRef};
+use super::errors::ControlError;
+use super::live::{DaemonMode, Live};
+use crate::platform::DataDirs;
+use crate::scheduler::machine::JobKey;
+use crate::serve::Control;
+use crate::store::{ForgeJobRecord, JobFilter, Store};
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Phases in which a job's runner is (or is about to be) in its container.
+const RUNNING: [&str; 2] = ["starting", "running"];
+/// Phases after which nothing more is written to a job's log.
+const ENDED: [&str; 3] = ["finished", "failed", "cleaned"];
+
+#[derive(Clone)]
+pub struct ControlService {
+    store: Store,
+    live: watch::Receiver<Live>,
+    controls: mpsc::UnboundedSender<Control>,
+    dirs: DataDirs,
+}
+
+impl ControlService {
+    pub fn new(
+        store: Store,
+        live: watch::Receiver<Live>,
+        controls: mpsc::UnboundedSender<Control>,
+        dirs: DataDirs,
+    ) -> Self {
+        Self { store, live, controls, dirs }
+    }
+
+    pub fn into_service(self) -> v1::control_server::ControlServer<Self> {
+        v1::control_server::ControlServer::new(self)
+    }
+
+    async fn status_reply(&self) -> v1::StatusReply {
+        let live = self.live.borrow().clone();
+        convert::status(&live, self.host().await)
+    }
+
+    async fn host(&self) -> Host {
+        let healthy = tokio::net::UnixStream::connect(self.dirs.containerd_socket()).await.is_ok();
+        let containerd = v1::ComponentHealth {
+            name: "containerd".into(),
+            healthy,
+            detail: if healthy { "answering".into() } else { "not answering on its socket".into() },
+        };
+        let root = self.dirs.root.clone();
+        let bytes = tokio::task::spawn_blocking(move || dir_size(&root)).await.unwrap_or(0);
+        Host { containerd, data_dir: self.dirs.root.display().to_string(), data_dir_bytes: bytes }
+    }
+
+    fn resolve(&self, id: &str) -> Result<ForgeJobRecord, ControlError> {
+        let bad = || ControlError::InvalidField {
+            field: "id",
+            message: format!("`{id}` is not a job id (`<provider>#<number>` or a number)"),
+        };
+        match convert::parse_job_id(id).ok_or_else(bad)? {
+            JobRef::Full { provider, forge_job_id } => {
+                self.store.forge_job(&provider, forge_job_id)?.ok_or_else(|| ControlError::JobNotFound(id.into()))
+            }
+            JobRef::Number(n) => {
+                let mut found = self.store.forge_jobs_numbered(n)?;
+                match found.len() {
+                    0 => Err(ControlError::JobNotFound(id.into())),
+                    1 => Ok(found.remove(0)),
+                    _ => Err(ControlError::Ambiguous {
+                        id: id.into(),
+                        matches: found
+                            .iter()
+                            .map(|r| convert::job_id(&r.provider, r.forge_job_id))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn send(&self, c: Control) -> Result<(), ControlError> {
+        self.controls.send(c).map_err(|_| ControlError::Stopping)
+    }
+
+    /// Sends a control and answers with the status once the event loop has applied it (or after 2 s).
+    async fn control(&self, c: Control, done: impl Fn(&Live) -> bool) -> Result<v1::StatusReply, ControlError> {
+        let mut live = self.live.clone();
+        self.send(c)?;
+        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(|l| done(l))).await;
+        Ok(self.status_reply().await)
+    }
+}
+
+/// Bytes under `dir` (not following links).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) if m.is_file() => total += m.len(),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+#[tonic::async_trait]
+impl ControlApi for ControlService {
+    async fn status(&self, _: Request<v1::StatusRequest>) -> Result<Response<v1::StatusReply>, Status> {
+        Ok(Response::new(self.status_reply().await))
+    }
+
+    async fn list_jobs(&self, req: Request<v1::ListJobsRequest>) -> Result<Response<v1::ListJobsReply>, Status> {
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 50,
+            n if n > 500 => {
+                return Err(ControlError::InvalidField { field: "page_size", message: format!("{n} is over 500") }.into());
+            }
+            n => n,
+        };
+        let offset: u64 = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token.parse().map_err(|_| ControlError::InvalidField {
+                field: "page_token",
+                message: "not a token this daemon gave".into(),
+            })?
+        };
+        let mut phases = Vec::new();
+        for s in &r.states {
+            let state = v1::JobState::try_from(*s)
+                .ok()
+                .and_then(convert::phase_of)
+                .ok_or(ControlError::InvalidField { field: "states", message: format!("unknown state {s}") })?;
+            phases.push(state.to_string());
+        }
+        let filter = JobFilter {
+            phases,
+            provider: Some(r.provider).filter(|p| !p.is_empty()),
+            repo: Some(r.repo).filter(|p| !p.is_empty()),
+            uncleaned: false,
+        };
+        let mut rows = self.store.list_forge_jobs(&filter, offset, u64::from(size) + 1).map_err(ControlError::from)?;
+        let more = rows.len() > size as usize;
+        rows.truncate(size as usize);
+        let next_page_token = if more { (offset + u64::from(size)).to_string() } else { String::new() };
+        Ok(Response::new(v1::ListJobsReply { jobs: rows.iter().map(convert::job).collect(), next_page_token }))
+    }
+
+    async fn get_job(&self, req: Request<v1::GetJobRequest>) -> Result<Response<v1::Job>, Status> {
+        Ok(Response::new(convert::job(&self.resolve(&req.into_inner().id)?)))
+    }
+
+    type WatchEventsStream = Stream_<v1::Event>;
+
+    async fn watch_events(
+        &self,
+        _: Request<v1::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        // Subscribe before the snapshot, so no change falls between them (a change seen twice is harmless:
+        // every event carries the whole job).
+        let mut changes = self.store.subscribe();
+        let mut live = self.live.clone();
+        live.mark_unchanged();
+        let (tx, rx) = mpsc::channel::<Result<v1::Event, Status>>(64);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let snapshot = |me: ControlService| async move {
+                let filter = JobFilter { uncleaned: true, ..Default::default() };
+                let jobs = me.store.list_forge_jobs(&filter, 0, 10_000).map_err(ControlError::from)?;
+                let status = me.status_reply().await;
+                Ok::<_, ControlError>(v1::Event {
+                    kind: Some(v1::event::Kind::Snapshot(v1::Snapshot {
+                        status: Some(status),
+                        jobs: jobs.iter().map(convert::job).collect(),
+                    })),
+                })
+            };
+            if tx.send(snapshot(me.clone()).await.map_err(Status::from)).await.is_err() {
+                return;
+            }
+            loop {
+                let ev = tokio::select! {
+                    c = changes.recv() => match c {
+                        Ok(rec) => Ok(v1::Event { kind: Some(v1::event::Kind::Job(convert::job(&rec))) }),
+                        // Too slow a reader: start it over from a fresh snapshot.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => snapshot(me.clone()).await.map_err(Status::from),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    ch = live.changed() => match ch {
+                        Ok(()) => {
+                            live.mark_unchanged();
+                            Ok(v1::Event { kind: Some(v1::event::Kind::Status(me.status_reply().await)) })
+                        }
+                        Err(_) => return,
+                    },
+                    _ = tx.closed() => return,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    type GetJobLogsStream = Stream_<v1::LogChunk>;
+
+    async fn get_job_logs(
+        &self,
+        req: Request<v1::GetJobLogsRequest>,
+    ) -> Result<Response<Self::GetJobLogsStream>, Status> {
+        let r = req.into_inner();
+        let rec = self.resolve(&r.id)?;
+        if rec.runtime_id.is_none() && !r.follow {
+            return Err(ControlError::Log { id: r.id, message: "the job has not started, so it has no log yet".into() }
+                .into());
+        }
+        let (tx, rx) = mpsc::channel::<Result<v1::LogChunk, Status>>(16);
+        let (store, dirs) = (self.store.clone(), self.dirs.clone());
+        tokio::spawn(async move { follow_log(store, dirs, rec, r.follow, tx).await });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn kill_job(&self, req: Request<v1::KillJobRequest>) -> Result<Response<v1::KillJobReply>, Status> {
+        let id = req.into_inner().id;
+        let rec = self.resolve(&id)?;
+        if !RUNNING.contains(&rec.phase.as_str()) {
+            return Err(ControlError::NotRunning { id, phase: rec.phase }.into());
+        }
+        self.send(Control::Kill(JobKey { provider: rec.provider.clone(), forge_job_id: rec.forge_job_id }))?;
+        Ok(Response::new(v1::KillJobReply { job: Some(convert::job(&rec)) }))
+    }
+
+    async fn pause(&self, _: Request<v1::PauseRequest>) -> Result<Response<v1::StatusReply>, Status> {
+        Ok(Response::new(self.control(Control::Pause, |l| l.mode != DaemonMode::Running).await?))
+    }
+
+    async fn resume(&self, _: Request<v1::ResumeRequest>) -> Result<Response<v1::StatusReply>, Status> {
+        Ok(Response::new(self.control(Control::Resume, |l| l.mode != DaemonMode::Paused).await?))
+    }
+
+    async fn drain(&self, req: Request<v1::DrainRequest>) -> Result<Response<v1::StatusReply>, Status> {
+        let timeout = match req.into_inner().timeout {
+            None => None,
+            Some(d) if d.seconds < 0 || d.nanos < 0 => {
+                return Err(ControlError::InvalidField { field: "timeout", message: "negative".into() }.into());
+            }
+            Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
+        };
+        let draining = |l: &Live| matches!(l.mode, DaemonMode::Draining | DaemonMode::Stopping);
+        Ok(Response::new(self.control(Control::Drain(timeout), draining).await?))
+    }
+
+    async fn reload_config(
+        &self,
+        _: Request<v1::ReloadConfigRequest>,
+    ) -> Result<Response<v1::ReloadConfigReply>, Status> {
+        Err(ControlError::NotImplemented("ReloadConfig (restart the daemon to apply config changes)").into())
+    }
+
+    async fn list_providers(
+        &self,
+        _: Request<v1::ListProvidersRequest>,
+    ) -> Result<Response<v1::ListProvidersReply>, Status> {
+        let providers = self.live.borrow().providers.iter().map(convert::provider).collect();
+        Ok(Response::new(v1::ListProvidersReply { providers }))
+    }
+
+    async fn test_provider(
+        &self,
+        _: Request<v1::TestProviderRequest>,
+    ) -> Result<Response<v1::TestProviderReply>, Status> {
+        Err(ControlError::NotImplemented("TestProvider").into())
+    }
+
+    async fn set_credential(
+        &self,
+        _: Request<v1::SetCredentialRequest>,
+    ) -> Result<Response<v1::SetCredentialReply>, Status> {
+        Err(ControlError::NotImplemented("SetCredential (the OS keyring store)").into())
+    }
+
+    async fn delete_credential(
+        &self,
+        _: Request<v1::DeleteCredentialRequest>,
+    ) -> Result<Response<v1::DeleteCredentialReply>, Status> {
+        Err(ControlError::NotImplemented("DeleteCredential (the OS keyring store)").into())
+    }
+}
+
+/// Streams a job's log: what is there, then (with `follow`) what comes, until the job has ended. Waits
+/// for a queued job's container first.
+async fn follow_log(
+    store: Store,
+    dirs: DataDirs,
+    mut rec: ForgeJobRecord,
+    follow: bool,
+    tx: mpsc::Sender<Result<v1::LogChunk, Status>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut changes = store.subscribe();
+    let id = convert::job_id(&rec.provider, rec.forge_job_id);
+    // A job without a container yet: wait for one (or for the job to end without one).
+    while rec.runtime_id.is_none() {
+        if ENDED.contains(&rec.phase.as_str()) {
+            let _ = tx.send(Err(ControlError::Log { id, message: "the job ended without a log".into() }.into())).await;
+            return;
+        }
+        tokio::select! {
+            c = changes.recv() => match c {
+                Ok(r) if r.provider == rec.provider && r.forge_job_id == rec.forge_job_id => rec = r,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            _ = tx.closed() => return,
+        }
+    }
+    let path = dirs.job_log(rec.runtime_id.as_deref().unwrap_or_default());
+    let mut file = None;
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Read the phase before the file: data written before the job ended is then always read.
+        let ended = !follow
+            || store
+                .forge_job(&rec.provider, rec.forge_job_id)
+                .ok()
+                .flatten()
+                .is_none_or(|r| ENDED.contains(&r.phase.as_str()));
+        if file.is_none() {
+            file = tokio::fs::File::open(&path).await.ok();
+        }
+        if let Some(f) = file.as_mut() {
+            if f.seek(std::io::SeekFrom::Start(pos)).await.is_err() {
+                return;
+            }
+            loop {
+                match f.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        pos += n as u64;
+                        if tx.send(Ok(v1::LogChunk { data: buf[..n].to_vec() })).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(ControlError::Log { id, message: e.to_string() }.into())).await;
+                        return;
+                    }
+                }
+            }
+        } else if ended {
+            let _ = tx.send(Err(ControlError::Log { id, message: "the log file is gone".into() }.into())).await;
+            return;
+        }
+        if ended {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The control socket: a Unix socket in the data dir's run dir, mode 0660, group-owned by
+//! `control.group` when set (and the directories on its path made traversable for that group), so a
+//! desktop user in that group needs no root. A socket another daemon answers on is never taken over.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("another ephemerd already answers on {0}")]
+    InUse(PathBuf),
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("control.group: no group named `{0}`")]
+    NoGroup(String),
+}
+
+/// Binds the control socket at `path` (removing a stale one), mode 0660, owned by `group` if given. `dirs`
+/// are the directories above it that the group must be able to traverse (mode g+x).
+pub async fn bind(path: &Path, group: Option<&str>, dirs: &[PathBuf]) -> Result<tokio::net::UnixListener, SocketError> {
+    let io = |source| SocketError::Io { path: path.to_path_buf(), source };
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(SocketError::InUse(path.to_path_buf()));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let gid = match group {
+        None => None,
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .map_err(|e| io(std::io::Error::from(e)))?
+                .ok_or_else(|| SocketError::NoGroup(name.to_string()))?
+                .gid,
+        ),
+    };
+    // Created with no access at all, then opened up: nobody can connect in between with wrong rights.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o777));
+    let listener = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(io)?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
+        for d in dirs {
+            let mode = std::fs::metadata(d).map_err(io)?.permissions().mode();
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o010)).map_err(io)?;
+            nix::unistd::chown(d, None, Some(gid)).map_err(|e| io(e.into()))?;
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    Ok(listener)
+}

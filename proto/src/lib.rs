@@ -1,0 +1,66 @@
+//! `ephemerd-proto`: the control API's contracts (generated from `ephemerd/v1/control.proto`), the error
+//! convention (a stable reason in a `google.rpc.ErrorInfo` detail), and the client connection over the
+//! daemon's Unix socket. The daemon, the CLI and the tray app all depend on this crate and nothing else to
+//! talk to each other.
+
+use std::path::{Path, PathBuf};
+
+pub mod v1 {
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
+    tonic::include_proto!("ephemerd.v1");
+}
+
+pub use v1::ErrorReason;
+
+/// The domain of every ErrorInfo the daemon sends.
+pub const ERROR_DOMAIN: &str = "ephemerd.dev";
+
+/// The name of the control socket in the daemon's run dir.
+pub const SOCKET_NAME: &str = "control.sock";
+
+/// A status with a stable, machine-readable reason in its details.
+pub fn error(code: tonic::Code, reason: ErrorReason, message: impl Into<String>) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let details = ErrorDetails::with_error_info(reason.as_str_name(), ERROR_DOMAIN, std::collections::HashMap::new());
+    tonic::Status::with_error_details(code, message, details)
+}
+
+/// The reason a daemon error carries, if it carries one.
+pub fn reason_of(status: &tonic::Status) -> Option<ErrorReason> {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info()?;
+    (info.domain == ERROR_DOMAIN).then(|| ErrorReason::from_str_name(&info.reason)).flatten()
+}
+
+pub type Client = v1::control_client::ControlClient<tonic::transport::Channel>;
+
+/// Why a client could not reach the daemon.
+#[derive(Debug)]
+pub struct Unavailable {
+    pub socket: PathBuf,
+    pub cause: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the daemon is not answering on {}: {}", self.socket.display(), self.cause)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Connects to the daemon's control socket.
+pub async fn connect(socket: &Path) -> Result<Client, Unavailable> {
+    let unavailable = |cause: String| Unavailable { socket: socket.to_path_buf(), cause };
+    // Connect once up front, so a missing or dead socket is reported now, with its cause.
+    drop(tokio::net::UnixStream::connect(socket).await.map_err(|e| unavailable(e.to_string()))?);
+    let path = socket.to_path_buf();
+    let channel = tonic::transport::Endpoint::from_static("http://ephemerd.sock")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(v1::control_client::ControlClient::new(channel))
+}

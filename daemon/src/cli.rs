@@ -24,6 +24,12 @@ pub struct Global {
     /// Log level or filter (error, warn, info, debug, trace, or a tracing filter)
     #[arg(long, global = true, env = "EPHEMERD_LOG", default_value = "warn")]
     pub log_level: String,
+    /// The daemon's control socket [default: DATA_DIR/run/control.sock]
+    #[arg(long, global = true, env = "EPHEMERD_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of text (status, jobs, job, kill, pause, resume, drain, providers)
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +43,52 @@ pub enum Command {
     Cleanup,
     /// Run the forges' jobs: poll for queued jobs, one fresh container and just-in-time runner each
     Serve(ServeArgs),
+    /// The daemon's state, jobs, forges and health
+    Status,
+    /// Jobs: queued and running ones, or all of them with --all
+    Jobs(JobsArgs),
+    /// One job in detail (ID: `<provider>#<number>`, or the number alone)
+    Job { id: String },
+    /// A job's log
+    Logs {
+        id: String,
+        /// Keep printing until the job ends
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Stop a running job (its runner ends; the forge marks the job failed)
+    Kill { id: String },
+    /// Take no new jobs; running ones go on (remembered across restarts)
+    Pause,
+    /// Take jobs again
+    Resume,
+    /// Take no new jobs, and exit once running ones are done
+    Drain {
+        /// Wait until the daemon has exited
+        #[arg(long)]
+        wait: bool,
+        /// Stop jobs still running after this long [default: scheduler.drain_timeout]
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// The forges the daemon takes jobs from, and their health
+    Providers,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Every job in the history, not only queued and running ones
+    #[arg(long)]
+    pub all: bool,
+    /// Only jobs of this forge (e.g. github:octo-org)
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Only jobs of this repository (owner/name)
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// At most this many jobs
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]

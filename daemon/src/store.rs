@@ -482,7 +482,12 @@ impl Store {
     }
 
     /// Forge jobs matching `filter`, newest first, `limit` of them from `offset`.
-    pub fn list_forge_jobs(&self, filter: &JobFilter, offset: u64, limit: u64) -> Result<Vec<ForgeJobRecord>, StoreError> {
+    pub fn list_forge_jobs(
+        &self,
+        filter: &JobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<ForgeJobRecord>, StoreError> {
         let mut sql = format!("{FORGE_JOB_SELECT} WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if !filter.phases.is_empty() {

@@ -58,7 +58,9 @@ pub async fn connect(socket: &Path) -> Result<Client, Unavailable> {
     let channel = tonic::transport::Endpoint::from_static("http://ephemerd.sock")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
         }))
         .await
         .map_err(|e| unavailable(e.to_string()))?;

@@ -1,7 +1,9 @@
 //! The commands of the binary, and what they share: a session (data dir lock, supervised containerd,
 //! journal, runtime, start-up reconciliation) and the mapping of failures to exit codes.
 
+mod ctl;
 mod image;
+mod render;
 mod run;
 mod serve;
 
@@ -84,6 +86,18 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
         Command::Serve(args) => serve::serve(args, cfg, dirs).await,
+        c @ (Command::Status
+        | Command::Jobs(_)
+        | Command::Job { .. }
+        | Command::Logs { .. }
+        | Command::Kill { .. }
+        | Command::Pause
+        | Command::Resume
+        | Command::Drain { .. }
+        | Command::Providers) => {
+            let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
+            Ok(ctl::Ctl { socket, json: cli.global.json }.run(c).await)
+        }
         Command::Cleanup => {
             let s = Session::start(&cfg, &dirs).await?;
             let n = s.reconciled.clone();

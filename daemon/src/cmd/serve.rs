@@ -56,11 +56,12 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
         let service = ControlService::new(session.runtime.store().clone(), live.subscribe(), tx, dirs.clone());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service.into_service())
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), async {
+            tonic::transport::Server::builder().add_service(service.into_service()).serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                async {
                     let _ = api_stopped.await;
-                }),
+                },
+            ),
         );
         tracing::info!(socket = %socket.display(), "control API listening");
         serve.reconcile().await?;

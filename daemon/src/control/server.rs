@@ -132,7 +132,9 @@ impl ControlApi for ControlService {
         let size = match r.page_size {
             0 => 50,
             n if n > 500 => {
-                return Err(ControlError::InvalidField { field: "page_size", message: format!("{n} is over 500") }.into());
+                return Err(
+                    ControlError::InvalidField { field: "page_size", message: format!("{n} is over 500") }.into()
+                );
             }
             n => n,
         };
@@ -231,8 +233,11 @@ impl ControlApi for ControlService {
         let r = req.into_inner();
         let rec = self.resolve(&r.id)?;
         if rec.runtime_id.is_none() && !r.follow {
-            return Err(ControlError::Log { id: r.id, message: "the job has not started, so it has no log yet".into() }
-                .into());
+            return Err(ControlError::Log {
+                id: r.id,
+                message: "the job has not started, so it has no log yet".into(),
+            }
+            .into());
         }
         let (tx, rx) = mpsc::channel::<Result<v1::LogChunk, Status>>(16);
         let (store, dirs) = (self.store.clone(), self.dirs.clone());

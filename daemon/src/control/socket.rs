@@ -52,3 +52,27 @@ pub async fn bind(path: &Path, group: Option<&str>, dirs: &[PathBuf]) -> Result<
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
     Ok(listener)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let first = bind(&path, None, &[]).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let accept = tokio::spawn(async move { first.accept().await.map(drop) });
+        let e = bind(&path, None, &[]).await.unwrap_err();
+        assert!(matches!(e, SocketError::InUse(_)), "{e}");
+        accept.abort();
+        let _ = accept.await;
+        // The listener is gone, its file stays: a stale socket, replaced.
+        assert!(path.exists());
+        bind(&path, None, &[]).await.unwrap();
+        let e = bind(&dir.path().join("g.sock"), Some("no-such-group-here"), &[]).await.unwrap_err();
+        assert!(e.to_string().contains("no-such-group-here"), "{e}");
+    }
+}

@@ -143,7 +143,15 @@ impl Api {
         };
         let origin = format!("{scheme}://{authority}");
         let prefix = uri.path().trim_end_matches('/').to_string();
-        Ok(Self { crab, base, origin, prefix, forge: forge.to_string(), etags: Mutex::new(HashMap::new()), rate: Mutex::new(None) })
+        Ok(Self {
+            crab,
+            base,
+            origin,
+            prefix,
+            forge: forge.to_string(),
+            etags: Mutex::new(HashMap::new()),
+            rate: Mutex::new(None),
+        })
     }
 
     fn target(&self, what: &str, path_or_url: &str) -> Result<String, ForgeError> {

@@ -1,0 +1,144 @@
+//! The real `ephemerd serve` for end-to-end tests: a data dir with the job image imported, a config
+//! pointing at a fake GitHub, the daemon as a child process logging to `serve.log`, and checks that it
+//! left nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fake_github::FakeGithub;
+use crate::*;
+
+pub const TOKEN: &str = "ghp_serveTestToken000000000000000";
+
+pub fn runner_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runner")
+}
+
+pub struct Daemon {
+    pub data: tempfile::TempDir,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn prepare(fake: &FakeGithub, port: u16, extra: &str) -> Daemon {
+        Self::prepare_with(fake, port, extra, "")
+    }
+
+    pub fn prepare_with(fake: &FakeGithub, port: u16, extra: &str, github_extra: &str) -> Daemon {
+        let runner = format!("[runner]\ndir = \"{}\"", runner_tree().display());
+        Self::prepare_full(fake, port, &runner, extra, github_extra)
+    }
+
+    pub fn prepare_full(fake: &FakeGithub, port: u16, runner: &str, extra: &str, github_extra: &str) -> Daemon {
+        Self::prepare_raw(&format!("allow_host_ports = [{port}]"), &fake.url(), runner, extra, github_extra)
+    }
+
+    /// `network`: extra keys of the [network] section; `api_url`: where the daemon finds the fake.
+    pub fn prepare_raw(network: &str, api_url: &str, runner: &str, extra: &str, github_extra: &str) -> Daemon {
+        let data = short_tempdir();
+        let config = data.path().join("config.toml");
+        let text = config_text(&format!(
+            "{network}\n[image]\ndefault = \"{JOB_IMAGE}\"\n{runner}\n[limits]\nmemory = \"512MiB\"\n{extra}\n[[github]]\nowner = \"octo-org\"\nrepos = [\"app\"]\napi_url = \"{api_url}\"\npoll_interval = \"1s\"\n{github_extra}\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let out = ephemerd(data.path(), &config, &["image", "import", job_image_archive().unwrap().to_str().unwrap()])
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Daemon { data, config, child: None }
+    }
+
+    pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.data.path().join("serve.log")).unwrap();
+        let child = Command::new(ephemerd_bin())
+            .envs(env.iter().copied())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--log-level", "ephemerd=debug", "serve"])
+            .env("GITHUB_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// The daemon's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.data.path().join("run/control.sock")
+    }
+
+    /// Runs an `ephemerd` client command against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
+        ephemerd(self.data.path(), &self.config, args).unwrap()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).ok();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn assert_clean(&self) {
+        let left = leftovers(self.data.path());
+        assert!(left.is_empty(), "left behind: {left:#?}");
+        let out = ephemerd(self.data.path(), &self.config, &["cleanup"]).unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("nothing to clean up"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            // A failed test must not leak: stop the killed daemon's containerd and remove its jobs.
+            let _ = ephemerd(self.data.path(), &self.config, &["cleanup"]);
+        }
+    }
+}
+
+/// The fake GitHub on every address, telling runners (in job containers) to reach it through the bridge
+/// gateway; and its port, which jobs must be allowed to reach.
+pub async fn fake_for_runners() -> (FakeGithub, u16) {
+    let fake = FakeGithub::start_on("0.0.0.0:0", TOKEN).await;
+    let port = fake.addr.port();
+    fake.set_runner_url(&format!("http://{TEST_GATEWAY}:{port}"));
+    (fake, port)
+}
+
+pub async fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool, d: &Daemon) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; daemon log:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,230 @@
+//! The control API end to end: the real daemon (real containerd, the fake GitHub) answering on its Unix
+//! socket, driven through the `ephemerd-proto` client and through the `ephemerd` CLI.
+
+// Each test holds the serial guard for its whole run (its own runtime): holding it across awaits is the point.
+#![allow(clippy::await_holding_lock)]
+
+use std::time::Duration;
+
+use ephemerd_e2e::daemon::*;
+use ephemerd_e2e::fake_github::FakeGithub;
+use ephemerd_e2e::*;
+use ephemerd_proto::v1::{self, JobState};
+use ephemerd_proto::{ErrorReason, reason_of};
+use tokio_stream::StreamExt;
+
+type Events = tonic::Streaming<v1::Event>;
+
+/// The states a job goes through, in order.
+fn rank(s: i32) -> usize {
+    use JobState::*;
+    [Queued, Claiming, Claimed, Starting, JobRunning, Finished].iter().position(|x| *x as i32 == s).unwrap_or(99)
+}
+
+/// Reads `events` until `job` reaches a state for which `done` holds; returns the states seen for it.
+async fn states_until(events: &mut Events, job: u64, done: impl Fn(i32) -> bool, d: &Daemon) -> Vec<i32> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let Ok(ev) = tokio::time::timeout_at(deadline, events.next()).await else {
+            panic!("timed out waiting for job {job} (seen {seen:?}); daemon log:\n{}", d.log());
+        };
+        let ev = ev.unwrap().unwrap();
+        let jobs = match ev.kind.unwrap() {
+            v1::event::Kind::Snapshot(s) => s.jobs,
+            v1::event::Kind::Job(j) => vec![j],
+            v1::event::Kind::Status(_) => vec![],
+        };
+        for j in jobs.into_iter().filter(|j| j.forge_job_id == job) {
+            if seen.last() != Some(&j.state) {
+                seen.push(j.state);
+            }
+            if done(j.state) {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn client(d: &Daemon) -> ephemerd_proto::Client {
+    ephemerd_proto::connect(&d.socket()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them() {
+    let _s = serial();
+    let (fake, port) = fake_for_runners().await;
+    let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 2");
+    // Before the daemon runs, the CLI says how to start it.
+    let out = d.ctl(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("ephemerd serve"), "{err}");
+
+    d.start();
+    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let mut c = client(&d).await;
+    let provider_up = async {
+        loop {
+            let s = c.clone().status(v1::StatusRequest {}).await.unwrap().into_inner();
+            if s.providers.first().is_some_and(|p| p.connected) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let s = tokio::time::timeout(Duration::from_secs(30), provider_up).await.unwrap();
+    assert_eq!((s.state, s.max_jobs, s.active_jobs), (v1::DaemonState::Running as i32, 2, 0));
+    assert_eq!(s.providers[0].name, "github:octo-org");
+    assert!(s.providers[0].rate_limit_remaining > 0, "{:?}", s.providers[0]);
+    assert!(s.containerd.unwrap().healthy && s.data_dir_bytes > 0);
+
+    // A job's transitions reach a watcher in order; its log follows it live.
+    let mut first = c.watch_events(v1::WatchEventsRequest {}).await.unwrap().into_inner();
+    let script = "echo line-1; sleep 3; echo line-2; sleep 1; echo all-done";
+    let (_, job) = fake.queue_script("octo-org/app", "logged", &["self-hosted"], script);
+    let mut logs =
+        c.get_job_logs(v1::GetJobLogsRequest { id: job.to_string(), follow: true }).await.map(|r| r.into_inner());
+    // The job may not be known yet: the log call then says so, and is retried once it is.
+    if logs.is_err() {
+        let seen = states_until(&mut first, job, |_| true, &d).await;
+        assert!(!seen.is_empty());
+        logs =
+            c.get_job_logs(v1::GetJobLogsRequest { id: job.to_string(), follow: true }).await.map(|r| r.into_inner());
+    }
+    let mut logs = logs.unwrap();
+    let running = states_until(&mut first, job, |s| s == JobState::JobRunning as i32, &d).await;
+    // A second client, connecting mid-job, gets the job in its snapshot and sees the rest.
+    let mut second = c.watch_events(v1::WatchEventsRequest {}).await.unwrap().into_inner();
+    let later = states_until(&mut second, job, |s| s == JobState::Finished as i32, &d).await;
+    assert_eq!(later.first(), Some(&(JobState::JobRunning as i32)), "the snapshot has the running job: {later:?}");
+    let rest = states_until(&mut first, job, |s| s == JobState::Finished as i32, &d).await;
+    let mut all: Vec<i32> = running.into_iter().chain(rest).collect();
+    // Other fields change within a state (the exit code is set just before the state): one entry each.
+    all.dedup();
+    let ranks: Vec<usize> = all.iter().map(|s| rank(*s)).collect();
+    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "in order: {all:?}");
+    assert!(all.contains(&(JobState::Starting as i32)) && all.contains(&(JobState::Finished as i32)), "{all:?}");
+    let mut text = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), logs.next()).await.unwrap() {
+        text.extend(chunk.unwrap().data);
+    }
+    let text = String::from_utf8_lossy(&text);
+    let (a, b, e) = (text.find("line-1").unwrap(), text.find("line-2").unwrap(), text.find("all-done").unwrap());
+    assert!(a < b && b < e, "{text}");
+
+    // History and lookups.
+    let got = c.get_job(v1::GetJobRequest { id: format!("github:octo-org#{job}") }).await.unwrap().into_inner();
+    assert_eq!((got.repo.as_str(), got.name.as_str(), got.exit_code), ("octo-org/app", "logged", Some(0)));
+    assert!(
+        got.queued_at.is_some() && got.claimed_at.is_some() && got.started_at.is_some() && got.finished_at.is_some()
+    );
+    assert!(!got.runner_name.is_empty() && !got.container_id.is_empty() && got.pickup_latency.is_some());
+    let all = c.list_jobs(v1::ListJobsRequest { page_size: 10, ..Default::default() }).await.unwrap().into_inner();
+    assert!(all.jobs.iter().any(|j| j.forge_job_id == job));
+    let e = c.get_job(v1::GetJobRequest { id: "github:octo-org#1".into() }).await.unwrap_err();
+    assert_eq!((e.code(), reason_of(&e)), (tonic::Code::NotFound, Some(ErrorReason::JobNotFound)));
+    let e = c.get_job(v1::GetJobRequest { id: "not an id".into() }).await.unwrap_err();
+    assert_eq!((e.code(), reason_of(&e)), (tonic::Code::InvalidArgument, Some(ErrorReason::InvalidField)));
+    let e = c.list_jobs(v1::ListJobsRequest { page_size: 501, ..Default::default() }).await.unwrap_err();
+    assert!(e.message().contains("page_size"), "{e:?}");
+    let e = c.kill_job(v1::KillJobRequest { id: job.to_string() }).await.unwrap_err();
+    assert_eq!((e.code(), reason_of(&e)), (tonic::Code::FailedPrecondition, Some(ErrorReason::JobNotRunning)));
+    let e = c.set_credential(v1::SetCredentialRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
+
+    // Kill stops a running job.
+    let (_, endless) = fake.queue_script("octo-org/app", "endless", &["self-hosted"], "sleep 600");
+    states_until(&mut first, endless, |s| s == JobState::JobRunning as i32, &d).await;
+    c.kill_job(v1::KillJobRequest { id: endless.to_string() }).await.unwrap();
+    states_until(&mut first, endless, |s| s == JobState::Failed as i32, &d).await;
+    let killed = c.get_job(v1::GetJobRequest { id: endless.to_string() }).await.unwrap().into_inner();
+    assert_eq!(killed.conclusion, "killed");
+    fake.lose_busy_runners();
+
+    // Pause holds a queued job; resume runs it. Both answer with the new state.
+    let s = c.pause(v1::PauseRequest {}).await.unwrap().into_inner();
+    assert_eq!(s.state, v1::DaemonState::Paused as i32);
+    let (_, held) = fake.queue_script("octo-org/app", "held", &["self-hosted"], "echo held");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let h = c.get_job(v1::GetJobRequest { id: held.to_string() }).await.unwrap().into_inner();
+    assert_eq!(h.state, JobState::Queued as i32, "paused: the job waits");
+    let s = c.resume(v1::ResumeRequest {}).await.unwrap().into_inner();
+    assert_eq!(s.state, v1::DaemonState::Running as i32);
+    states_until(&mut first, held, |s| s == JobState::Finished as i32, &d).await;
+
+    // The CLI, in text and JSON.
+    let ok = |args: &[&str]| {
+        let out = d.ctl(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let status = ok(&["status"]);
+    assert!(
+        status.contains("running") && status.contains("github:octo-org") && status.contains("connected"),
+        "{status}"
+    );
+    let table = ok(&["jobs", "--all"]);
+    assert!(
+        table.contains("ID") && table.contains(&format!("github:octo-org#{job}")) && table.contains("finished"),
+        "{table}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&ok(&["--json", "jobs", "--all"])).unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|j| j["forge_job_id"] == job && j["state"] == "finished"));
+    let detail = ok(&["job", &job.to_string()]);
+    assert!(detail.contains("octo-org/app") && detail.contains("exit code: 0"), "{detail}");
+    assert!(ok(&["logs", &job.to_string()]).contains("all-done"));
+    let provs: serde_json::Value = serde_json::from_str(&ok(&["--json", "providers"])).unwrap();
+    assert_eq!(provs[0]["name"], "github:octo-org");
+    let out = d.ctl(&["job", "999999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no job 999999"));
+
+    // Drain through the CLI: it returns once the daemon has exited.
+    let drained = ok(&["drain", "--wait"]);
+    assert!(drained.contains("the daemon has exited"), "{drained}");
+    let mut child = d.child.take().unwrap();
+    let code = tokio::task::block_in_place(|| child.wait().unwrap().code());
+    assert_eq!(code, Some(0), "{}", d.log());
+    assert!(!d.socket().exists(), "the socket is removed at exit");
+    d.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_is_for_root_and_the_configured_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _s = serial();
+    let fake = FakeGithub::start("ghp_x").await;
+    // `users` (gid 100) stands in for the group a desktop user is put in.
+    let mut d = Daemon::prepare(&fake, 1, "[control]\ngroup = \"users\"");
+    d.start();
+    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let meta = std::fs::metadata(d.socket()).unwrap();
+    assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o660, 100));
+    // Another uid runs the CLI: refused without the group, served with it. (A copy of the binary that
+    // uid can execute.)
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("ephemerd");
+    std::fs::copy(ephemerd_bin(), &bin).unwrap();
+    let connect = |groups: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", &format!("--groups={groups}")])
+            .arg(&bin)
+            .arg("--socket")
+            .arg(d.socket())
+            .arg("status")
+            .env("EPHEMERD_DATA_DIR", bin_dir.path())
+            .output()
+            .unwrap()
+    };
+    let refused = connect("65534");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(refused.status.code() == Some(69) && err.contains("Permission denied"), "{err}");
+    let served = connect("65534,100");
+    assert!(served.status.success(), "{}", String::from_utf8_lossy(&served.stderr));
+    assert!(String::from_utf8_lossy(&served.stdout).contains("github:octo-org"));
+
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.assert_clean();
+}

@@ -39,8 +39,28 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub webhook: WebhookConfig,
     pub control: ControlConfig,
+    pub history: HistoryConfig,
     /// GitHub owners to take jobs from (`[[github]]`, one per owner).
     pub github: Vec<crate::forge::github::GithubConfig>,
+}
+
+/// How much job history (journal records and logs) is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Finished jobs older than this are forgotten, with their logs.
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_for: Duration,
+    /// At most this many finished jobs are kept (the oldest go first).
+    pub keep_jobs: u32,
+    /// A job's log is cut to this size when it ends (its first and last halves are kept).
+    pub log_max: ByteSize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self { keep_for: Duration::from_secs(30 * 86400), keep_jobs: 1000, log_max: ByteSize(16 << 20) }
+    }
 }
 
 /// The control API's socket (`DATA_DIR/run/control.sock`).
@@ -350,6 +370,12 @@ impl Config {
                 key: "network.bridge",
                 message: format!("`{b}` is not a valid interface name (1-15 letters, digits, - or _)"),
             });
+        }
+        if self.history.log_max.0 < 4096 {
+            return Err(ConfigError::Invalid { key: "history.log_max", message: "must be at least 4KiB".into() });
+        }
+        if self.history.keep_jobs == 0 {
+            return Err(ConfigError::Invalid { key: "history.keep_jobs", message: "must be at least 1".into() });
         }
         if self.limits.cpus < 0.0 || !self.limits.cpus.is_finite() {
             return Err(ConfigError::Invalid { key: "limits.cpus", message: "must be 0 (unlimited) or more".into() });

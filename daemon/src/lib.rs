@@ -6,6 +6,7 @@
 pub mod config;
 pub mod control;
 pub mod forge;
+pub mod history;
 pub mod platform;
 pub mod runner;
 pub mod runtime;

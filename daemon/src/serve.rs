@@ -106,6 +106,7 @@ impl Serve {
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "failed")?;
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
         }
+        crate::history::prune(store, self.runtime.dirs(), &self.cfg.history);
         for p in &self.providers {
             match p.runners(&self.prefix).await {
                 Ok(runners) => {
@@ -297,6 +298,7 @@ impl Serve {
 
     /// Deregisters, in the background, runners of this host that no live job owns.
     fn sweep(&self, tracked: &HashMap<JobKey, Tracked>, m: &Machine) {
+        crate::history::prune(self.runtime.store(), self.runtime.dirs(), &self.cfg.history);
         let live: std::collections::HashSet<String> = tracked
             .iter()
             .filter(|(k, _)| m.phase(k).is_some_and(|p| p != crate::scheduler::machine::Phase::Cleaned))
@@ -429,8 +431,9 @@ impl Serve {
                     let rt = self.runtime.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
+                    let log_max = self.cfg.history.log_max.0;
                     tokio::spawn(
-                        async move { run_job(rt, key, claim, Launch { image, limits, cmd, endpoints }, tx).await }
+                        async move { run_job(rt, key, claim, Launch { image, limits, cmd, endpoints, log_max }, tx).await }
                             .instrument(span),
                     );
                 }
@@ -524,10 +527,12 @@ struct Launch {
     cmd: Vec<String>,
     /// URLs of the forge the runner must reach.
     endpoints: Vec<String>,
+    /// The job's log is cut to this size when it ends.
+    log_max: u64,
 }
 
 async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx: mpsc::UnboundedSender<Msg>) {
-    let Launch { image, limits, cmd, endpoints } = launch;
+    let Launch { image, limits, cmd, endpoints, log_max } = launch;
     let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
     let img = match rt.images.ensure(&image, &|_| {}).await {
         Ok(i) => i,
@@ -583,6 +588,9 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
             false
         }
     };
+    if let Err(e) = crate::history::cap_log(&rt.dirs().job_log(&id), log_max) {
+        warn!(error = %e, "cannot cut the job's log to history.log_max");
+    }
     let phase = if success { "finished" } else { "failed" };
     let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);
     let _ = tx.send(exited(success));

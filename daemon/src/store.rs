@@ -525,6 +525,32 @@ impl Store {
         })
     }
 
+    /// Forgets finished jobs cleaned before `before` (unix seconds), and all but the newest `keep` of
+    /// the rest; returns the runtime ids of the forgotten jobs (whose logs go with them).
+    pub fn prune_history(&self, before: i64, keep: u32) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let doomed = "SELECT provider, forge_job_id FROM forge_jobs WHERE cleaned_at IS NOT NULL AND (cleaned_at < ?1
+                 OR (provider, forge_job_id) NOT IN (SELECT provider, forge_job_id FROM forge_jobs
+                     WHERE cleaned_at IS NOT NULL ORDER BY cleaned_at DESC, forge_job_id DESC LIMIT ?2))";
+            let mut ids = Vec::new();
+            {
+                let mut st = tx.prepare(&format!(
+                    "SELECT runtime_id FROM forge_jobs WHERE (provider, forge_job_id) IN ({doomed}) AND runtime_id IS NOT NULL"
+                ))?;
+                for id in st.query_map(params![before, keep], |r| r.get::<_, String>(0))? {
+                    ids.push(id?);
+                }
+            }
+            tx.execute(&format!("DELETE FROM forge_jobs WHERE (provider, forge_job_id) IN ({doomed})"), params![before, keep])?;
+            for id in &ids {
+                tx.execute("DELETE FROM jobs WHERE id = ?1 AND state = 'cleaned'", params![id])?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
     /// Forge jobs with this forge job id, at any provider.
     pub fn forge_jobs_numbered(&self, id: u64) -> Result<Vec<ForgeJobRecord>, StoreError> {
         self.with(|c| {
@@ -667,6 +693,23 @@ mod tests {
         s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "build", &labels, None).unwrap();
         let r = s.forge_job("github:o", 7).unwrap().unwrap();
         assert_eq!((r.phase.as_str(), r.cleaned_at.is_some()), ("finished", true), "the outcome stays");
+
+        // History is pruned by age and by count; unfinished jobs are never pruned.
+        for n in 20..25u64 {
+            s.forge_job_seen("github:o", n, n, "o/r", "CI", "old", &labels, None).unwrap();
+            s.forge_job_runtime("github:o", n, &format!("rt{n}"), "img").unwrap();
+            s.forge_job_phase("github:o", n, "finished").unwrap();
+            s.forge_job_phase("github:o", n, "cleaned").unwrap();
+        }
+        s.forge_job_seen("github:o", 30, 30, "o/r", "CI", "live", &labels, None).unwrap();
+        let far_future = now() + 1_000_000;
+        let mut gone = s.prune_history(0, 3).unwrap();
+        gone.sort();
+        // 7 and 20..25 are cleaned: 6 jobs; the newest 3 stay (by cleaned_at, then id: 24, 23, 22).
+        assert_eq!(gone, vec!["j1", "rt20", "rt21"]);
+        assert!(s.forge_job("github:o", 30).unwrap().is_some());
+        assert_eq!(s.prune_history(far_future, 1000).unwrap().len(), 3, "all finished jobs are older than that");
+        assert!(s.forge_job("github:o", 30).unwrap().is_some(), "a job not yet finished is never pruned");
         s.set_state("mode", "paused").unwrap();
         s.set_state("mode", "active").unwrap();
         assert_eq!(s.state("mode").unwrap().as_deref(), Some("active"));

@@ -155,6 +155,10 @@ impl Runtime {
         &self.store
     }
 
+    pub fn dirs(&self) -> &DataDirs {
+        &self.dirs
+    }
+
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dirs.job_log(id)
     }

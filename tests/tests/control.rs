@@ -172,7 +172,7 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     let listed: serde_json::Value = serde_json::from_str(&ok(&["--json", "jobs", "--all"])).unwrap();
     assert!(listed.as_array().unwrap().iter().any(|j| j["forge_job_id"] == job && j["state"] == "finished"));
     let detail = ok(&["job", &job.to_string()]);
-    assert!(detail.contains("octo-org/app") && detail.contains("exit code: 0"), "{detail}");
+    assert!(detail.contains("octo-org/app") && detail.contains("exit code:  0"), "{detail}");
     assert!(ok(&["logs", &job.to_string()]).contains("all-done"));
     let provs: serde_json::Value = serde_json::from_str(&ok(&["--json", "providers"])).unwrap();
     assert_eq!(provs[0]["name"], "github:octo-org");

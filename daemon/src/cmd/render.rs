@@ -101,19 +101,19 @@ fn table(header: &[&str], rows: &[Vec<String>], paint: impl Fn(usize, &str, &str
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    let line = |cells: &[String], header: bool| {
         let last = cells.len().saturating_sub(1);
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
             let pad = if i == last { String::new() } else { " ".repeat(widths[i] - c.chars().count() + 2) };
-            out.push_str(&paint(i, c, c));
+            out.push_str(&if header { c.clone() } else { paint(i, c, c) });
             out.push_str(&pad);
         }
         out.trim_end().to_string() + "\n"
     };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    let mut out = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>(), true);
     for r in rows {
-        out.push_str(&line(r.clone()));
+        out.push_str(&line(r, false));
     }
     out
 }
@@ -177,7 +177,7 @@ pub fn job_detail(j: &v1::Job, now: SystemTime, style: Style) -> String {
     if !j.html_url.is_empty() {
         rows.push(("link", j.html_url.clone()));
     }
-    rows.iter().map(|(k, v)| format!("{:<11}{v}\n", format!("{k}:"))).collect()
+    rows.iter().map(|(k, v)| format!("{:<12}{v}\n", format!("{k}:"))).collect()
 }
 
 pub fn job_json(j: &v1::Job) -> Value {
@@ -227,7 +227,11 @@ pub fn providers_table(ps: &[v1::ProviderHealth], now: SystemTime, style: Style)
             }
         });
     for p in ps.iter().filter(|p| !p.last_error.is_empty()) {
-        out.push_str(&format!("{}: {}\n", p.name, p.last_error));
+        if p.last_error.starts_with(&p.name) {
+            out.push_str(&format!("{}\n", p.last_error));
+        } else {
+            out.push_str(&format!("{}: {}\n", p.name, p.last_error));
+        }
     }
     out
 }
@@ -286,4 +290,139 @@ pub fn status_json(s: &v1::StatusReply) -> Value {
         "data_dir": s.data_dir, "data_dir_bytes": s.data_dir_bytes,
         "drain_deadline": rfc3339(secs(&s.drain_deadline)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn ts(s: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds: s, nanos: 0 })
+    }
+
+    fn jobs() -> Vec<v1::Job> {
+        let base = |n: u64, name: &str, state: v1::JobState| v1::Job {
+            id: format!("github:octo-org#{n}"),
+            provider: "github:octo-org".into(),
+            forge_job_id: n,
+            run_id: n - 1,
+            repo: "octo-org/app".into(),
+            workflow: "CI".into(),
+            name: name.into(),
+            labels: vec!["self-hosted".into(), "linux".into()],
+            target: "local".into(),
+            state: state as i32,
+            queued_at: ts(NOW - 400),
+            ..Default::default()
+        };
+        let mut done = base(4102, "build (ubuntu)", v1::JobState::Finished);
+        done.claimed_at = ts(NOW - 399);
+        done.started_at = ts(NOW - 398);
+        done.finished_at = ts(NOW - 200);
+        done.exit_code = Some(0);
+        done.conclusion = "success".into();
+        done.runner_name = "ephemerd-host-7f3a".into();
+        done.image = "localhost/ephemerd/job:bookworm".into();
+        done.container_id = "7f3a9c".into();
+        done.pickup_latency = Some(prost_types::Duration { seconds: 2, nanos: 0 });
+        done.html_url = "https://github.com/octo-org/app/actions/runs/4101/job/4102".into();
+        let mut running = base(4104, "test", v1::JobState::JobRunning);
+        running.started_at = ts(NOW - 65);
+        let queued = base(4106, "lint", v1::JobState::Queued);
+        vec![queued, running, done]
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW as u64)
+    }
+
+    fn status() -> v1::StatusReply {
+        v1::StatusReply {
+            version: "0.1.0".into(),
+            uptime: Some(prost_types::Duration { seconds: 7384, nanos: 0 }),
+            state: v1::DaemonState::Paused as i32,
+            active_jobs: 1,
+            max_jobs: 4,
+            queued_jobs: 1,
+            providers: vec![
+                v1::ProviderHealth {
+                    name: "github:octo-org".into(),
+                    kind: "github".into(),
+                    url: "https://api.github.com".into(),
+                    connected: true,
+                    last_poll: ts(NOW - 3),
+                    rate_limit_remaining: 4987,
+                    rate_limit_reset: ts(NOW + 1800),
+                    discovery: "poll".into(),
+                    ..Default::default()
+                },
+                v1::ProviderHealth {
+                    name: "github:other".into(),
+                    kind: "github".into(),
+                    url: "https://ghe.example.com/api/v3".into(),
+                    last_poll: ts(NOW - 40),
+                    last_error: "github:other: credentials refused (401): Bad credentials".into(),
+                    rate_limit_remaining: -1,
+                    discovery: "webhook + poll".into(),
+                    ..Default::default()
+                },
+            ],
+            containerd: Some(v1::ComponentHealth {
+                name: "containerd".into(),
+                healthy: true,
+                detail: "answering".into(),
+            }),
+            data_dir: "/var/lib/ephemerd".into(),
+            data_dir_bytes: 734 << 20,
+            ..Default::default()
+        }
+    }
+
+    const PLAIN: Style = Style { color: false };
+
+    #[test]
+    fn jobs_table_text() {
+        insta::assert_snapshot!(jobs_table(&jobs(), now(), PLAIN));
+        assert_eq!(jobs_table(&[], now(), PLAIN), "no jobs\n");
+    }
+
+    #[test]
+    fn jobs_table_colours_only_the_state_and_keeps_alignment() {
+        let plain = jobs_table(&jobs(), now(), PLAIN);
+        let colored = jobs_table(&jobs(), now(), Style { color: true });
+        let stripped =
+            colored.replace("\x1b[33m", "").replace("\x1b[34m", "").replace("\x1b[32m", "").replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
+        assert!(colored.contains("\x1b[34mrunning\x1b[0m"));
+    }
+
+    #[test]
+    fn job_detail_text() {
+        insta::assert_snapshot!(job_detail(&jobs()[2], now(), PLAIN));
+    }
+
+    #[test]
+    fn status_text_with_a_failing_provider() {
+        insta::assert_snapshot!(status_text(&status(), now(), PLAIN));
+    }
+
+    #[test]
+    fn json_forms() {
+        let j: Vec<Value> = jobs().iter().map(job_json).collect();
+        insta::assert_snapshot!(
+            serde_json::to_string_pretty(&json!({ "jobs": j, "status": status_json(&status()) })).unwrap()
+        );
+    }
+
+    #[test]
+    fn relative_times_and_durations() {
+        assert_eq!(ago(Some(NOW - 5), now()), "5s ago");
+        assert_eq!(ago(Some(NOW - 7200), now()), "2h ago");
+        assert_eq!(ago(Some(NOW + 50), now()), "0s ago", "a clock a little ahead is not the future");
+        assert_eq!(ago(None, now()), "-");
+        assert_eq!(duration(Duration::from_secs(65)), "1m 05s");
+        assert_eq!(duration(Duration::from_secs(3 * 86400 + 7200)), "3d 02h");
+    }
 }

@@ -73,6 +73,20 @@ pub enum Command {
     },
     /// The forges the daemon takes jobs from, and their health
     Providers,
+    /// Forge credentials, kept by the daemon in the OS keyring
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Store a provider's token (read from stdin; typed without echo on a terminal)
+    Set {
+        /// The provider, e.g. github:octo-org
+        provider: String,
+    },
+    /// Remove a provider's token
+    Delete { provider: String },
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod platform;
 pub mod runner;
 pub mod runtime;
 pub mod scheduler;
+pub mod secrets;
 pub mod serve;
 pub mod store;
 pub mod webhook;

@@ -19,6 +19,10 @@ pub struct Daemon {
     pub data: tempfile::TempDir,
     pub config: PathBuf,
     pub child: Option<Child>,
+    /// Extra environment for every start.
+    pub env: Vec<(String, String)>,
+    /// Give the daemon the fake's token in GITHUB_TOKEN.
+    pub token: bool,
 }
 
 impl Daemon {
@@ -46,7 +50,7 @@ impl Daemon {
         let out = ephemerd(data.path(), &config, &["image", "import", job_image_archive().unwrap().to_str().unwrap()])
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Daemon { data, config, child: None }
+        Daemon { data, config, child: None, env: Vec::new(), token: true }
     }
 
     pub fn start(&mut self) {
@@ -55,14 +59,20 @@ impl Daemon {
 
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.data.path().join("serve.log")).unwrap();
-        let child = Command::new(ephemerd_bin())
+        let mut cmd = Command::new(ephemerd_bin());
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if self.token {
+            cmd.env("GITHUB_TOKEN", TOKEN);
+        } else {
+            cmd.env_remove("GITHUB_TOKEN");
+        }
+        let child = cmd
             .envs(env.iter().copied())
             .arg("--data-dir")
             .arg(self.data.path())
             .arg("--config")
             .arg(&self.config)
             .args(["--log-level", "ephemerd=debug", "serve"])
-            .env("GITHUB_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -79,6 +89,24 @@ impl Daemon {
     /// Runs an `ephemerd` client command against this daemon.
     pub fn ctl(&self, args: &[&str]) -> std::process::Output {
         ephemerd(self.data.path(), &self.config, args).unwrap()
+    }
+
+    /// Runs an `ephemerd` client command with `stdin` as its input.
+    pub fn ctl_with_input(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(ephemerd_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {

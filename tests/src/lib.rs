@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fake_github;
+pub mod secret_service;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

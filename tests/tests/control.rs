@@ -228,3 +228,105 @@ async fn the_socket_is_for_root_and_the_configured_group_only() {
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     d.assert_clean();
 }
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let (path, meta) = (e.path(), e.metadata().unwrap());
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_set_through_the_api_lives_in_the_keyring_only_and_serves_after_a_restart() {
+    use ephemerd_e2e::secret_service::SecretService;
+    let _s = serial();
+    let keyring = SecretService::start();
+    let fake = FakeGithub::start(TOKEN).await;
+    let mut d = Daemon::prepare(&fake, 1, "");
+    d.env = keyring.env();
+    // With neither a token nor a stored credential, serve refuses to start and says how to fix it.
+    d.token = false;
+    let out = std::process::Command::new(ephemerd_bin())
+        .arg("--data-dir")
+        .arg(d.data.path())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("serve")
+        .envs(keyring.env())
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ephemerd credential set github:octo-org"), "{err}");
+
+    // Started with the token once, the daemon is given it through the API (the CLI reads it on stdin).
+    d.token = true;
+    d.start();
+    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let out = d.ctl_with_input(&["credential", "set", "github:octo-org"], &format!("{TOKEN}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stored in the OS keyring"));
+    let mut c = client(&d).await;
+    let e = c
+        .set_credential(v1::SetCredentialRequest { provider: "not a provider".into(), secret: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), reason_of(&e)), (tonic::Code::InvalidArgument, Some(ErrorReason::InvalidField)));
+    let e = c
+        .set_credential(v1::SetCredentialRequest { provider: "github:octo-org".into(), secret: " ".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "an empty secret is refused");
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+
+    // Restarted without any token: the keyring's serves, and polls succeed.
+    d.token = false;
+    d.start();
+    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let mut c = client(&d).await;
+    let connected = async {
+        loop {
+            let p = c.list_providers(v1::ListProvidersRequest {}).await.unwrap().into_inner().providers;
+            if p.first().is_some_and(|p| p.connected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), connected).await.expect("polls with the stored token");
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+
+    // The token is in no file of the data dir or the config dir, and in no log.
+    let config_dir = d.config.parent().unwrap().to_path_buf();
+    assert!(files_containing(d.data.path(), TOKEN).is_empty(), "{:?}", files_containing(d.data.path(), TOKEN));
+    assert!(files_containing(&config_dir, TOKEN).is_empty());
+    assert!(!d.log().contains(TOKEN));
+
+    // Deleted, it is gone: the next start refuses again.
+    d.start();
+    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let out = d.ctl(&["--json", "credential", "delete", "github:octo-org"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["existed"], true);
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    d.start();
+    let mut child = d.child.take().unwrap();
+    let code = tokio::task::block_in_place(|| child.wait().unwrap().code());
+    assert_eq!(code, Some(2), "{}", d.log());
+    d.assert_clean();
+}

@@ -10,7 +10,7 @@ use tokio_stream::StreamExt;
 
 use super::render::{self, Style};
 use super::{err, out};
-use crate::cli::{Command, JobsArgs};
+use crate::cli::{Command, CredentialCommand, JobsArgs};
 
 /// The daemon does not answer (sysexits' EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: u8 = 69;
@@ -38,6 +38,32 @@ fn refused(s: &tonic::Status) -> u8 {
     }
     err!("ephemerd: {}", s.message());
     EXIT_FAILURE
+}
+
+/// A secret from stdin: its first line. On a terminal, asked for without echo.
+fn read_secret(provider: &str) -> Option<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        let _ = write!(std::io::stderr(), "token for {provider}: ");
+        let saved = tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_flags.remove(LocalFlags::ECHO);
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+        }
+        let read = stdin.read_line(&mut line);
+        if let Some(t) = &saved {
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+        }
+        err!("");
+        read.ok()?;
+    } else {
+        stdin.read_line(&mut line).ok()?;
+    }
+    let secret = line.trim_end_matches(['\r', '\n']).to_string();
+    (!secret.is_empty()).then_some(secret)
 }
 
 impl Ctl {
@@ -138,6 +164,29 @@ impl Ctl {
                     print_json(&serde_json::Value::Array(ps.iter().map(render::provider_json).collect()))
                 } else {
                     print!("{}", render::providers_table(&ps, now, style()))
+                }
+            }
+            Command::Credential(CredentialCommand::Set { provider }) => {
+                let Some(secret) = read_secret(&provider) else {
+                    err!("ephemerd: no secret on stdin");
+                    return Ok(super::EXIT_USAGE);
+                };
+                let r = c.set_credential(v1::SetCredentialRequest { provider: provider.clone(), secret }).await?;
+                if self.json {
+                    print_json(&serde_json::json!({ "provider": provider, "note": r.into_inner().note }))
+                } else {
+                    out!("{provider}: {}", r.into_inner().note)
+                }
+            }
+            Command::Credential(CredentialCommand::Delete { provider }) => {
+                let existed = c.delete_credential(v1::DeleteCredentialRequest { provider: provider.clone() }).await?;
+                let existed = existed.into_inner().existed;
+                if self.json {
+                    print_json(&serde_json::json!({ "provider": provider, "existed": existed }))
+                } else if existed {
+                    out!("{provider}: credential deleted from the OS keyring")
+                } else {
+                    out!("{provider}: there was no stored credential")
                 }
             }
             _ => return Ok(super::EXIT_USAGE),

@@ -7,6 +7,7 @@ use ephemerd::forge::Provider;
 use ephemerd::forge::Secret;
 use ephemerd::forge::github::Github;
 use ephemerd::platform::DataDirs;
+use ephemerd::secrets::{CredentialStore, Keyring};
 use ephemerd::serve::Serve;
 
 use ephemerd::control;
@@ -20,10 +21,21 @@ use super::{Session, usage};
 use crate::cli::ServeArgs;
 
 pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
-    let token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
+    let flag_token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
+    let credentials: Arc<dyn CredentialStore> = Arc::new(Keyring);
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     for g in &cfg.github {
-        providers.push(Arc::new(Github::new(g.clone(), token.clone()).map_err(usage)?));
+        // --token or GITHUB_TOKEN first, then the OS keyring (`ephemerd credential set github:<owner>`).
+        let token = match (&flag_token, &g.app) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(_)) => None,
+            (None, None) => {
+                let name = format!("github:{}", g.owner);
+                tokio::task::block_in_place(|| credentials.get(&name))
+                    .map_err(|e| usage(format!("{name}: no --token or GITHUB_TOKEN, and {e}")))?
+            }
+        };
+        providers.push(Arc::new(Github::new(g.clone(), token).map_err(usage)?));
     }
     if providers.is_empty() {
         return Err(usage("no forge configured: add a [[github]] section to the config (see docs/configuration.md)"));
@@ -53,7 +65,8 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
         let live = Arc::new(watch::channel(Live::new(cfg.scheduler.max_concurrent as u32, serve.provider_health())).0);
         let (tx, controls) = mpsc::unbounded_channel();
         signal_controls(tx.clone())?;
-        let service = ControlService::new(session.runtime.store().clone(), live.subscribe(), tx, dirs.clone());
+        let service =
+            ControlService::new(session.runtime.store().clone(), live.subscribe(), tx, dirs.clone(), credentials);
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
             tonic::transport::Server::builder().add_service(service.into_service()).serve_with_incoming_shutdown(

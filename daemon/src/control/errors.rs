@@ -23,6 +23,8 @@ pub enum ControlError {
     Store(#[from] crate::store::StoreError),
     #[error("log of job {id}: {message}")]
     Log { id: String, message: String },
+    #[error(transparent)]
+    Credential(#[from] crate::secrets::CredentialError),
 }
 
 impl From<ControlError> for tonic::Status {
@@ -37,6 +39,10 @@ impl From<ControlError> for tonic::Status {
             ControlError::NotImplemented(_) => (Code::Unimplemented, ErrorReason::NotImplemented),
             ControlError::Store(_) => (Code::Internal, ErrorReason::Store),
             ControlError::Log { .. } => (Code::Internal, ErrorReason::LogUnavailable),
+            ControlError::Credential(crate::secrets::CredentialError::Unavailable(_)) => {
+                (Code::FailedPrecondition, ErrorReason::KeyringUnavailable)
+            }
+            ControlError::Credential(_) => (Code::InvalidArgument, ErrorReason::InvalidField),
         };
         ephemerd_proto::error(code, reason, e.to_string())
     }

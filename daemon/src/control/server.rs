@@ -2,6 +2,7 @@
 //! as `serve::Control`s; streams are fed by the journal's change broadcast and the live status channel.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ephemerd_proto::v1;
@@ -13,8 +14,10 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Host, JobRef};
 use super::errors::ControlError;
 use super::live::{DaemonMode, Live};
+use crate::forge::Secret;
 use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
+use crate::secrets::CredentialStore;
 use crate::serve::Control;
 use crate::store::{ForgeJobRecord, JobFilter, Store};
 
@@ -31,6 +34,7 @@ pub struct ControlService {
     live: watch::Receiver<Live>,
     controls: mpsc::UnboundedSender<Control>,
     dirs: DataDirs,
+    credentials: Arc<dyn CredentialStore>,
 }
 
 impl ControlService {
@@ -39,8 +43,9 @@ impl ControlService {
         live: watch::Receiver<Live>,
         controls: mpsc::UnboundedSender<Control>,
         dirs: DataDirs,
+        credentials: Arc<dyn CredentialStore>,
     ) -> Self {
-        Self { store, live, controls, dirs }
+        Self { store, live, controls, dirs, credentials }
     }
 
     pub fn into_service(self) -> v1::control_server::ControlServer<Self> {
@@ -299,16 +304,34 @@ impl ControlApi for ControlService {
 
     async fn set_credential(
         &self,
-        _: Request<v1::SetCredentialRequest>,
+        req: Request<v1::SetCredentialRequest>,
     ) -> Result<Response<v1::SetCredentialReply>, Status> {
-        Err(ControlError::NotImplemented("SetCredential (the OS keyring store)").into())
+        let r = req.into_inner();
+        let (name, secret) = (r.provider, Secret::new(r.secret));
+        let store = self.credentials.clone();
+        let n = name.clone();
+        tokio::task::spawn_blocking(move || store.set(&n, &secret))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ControlError::from)?;
+        tracing::info!(provider = %name, "credential stored in the OS keyring");
+        let note = "stored in the OS keyring; the daemon uses it from its next start (a --token or environment variable still wins)";
+        Ok(Response::new(v1::SetCredentialReply { note: note.into() }))
     }
 
     async fn delete_credential(
         &self,
-        _: Request<v1::DeleteCredentialRequest>,
+        req: Request<v1::DeleteCredentialRequest>,
     ) -> Result<Response<v1::DeleteCredentialReply>, Status> {
-        Err(ControlError::NotImplemented("DeleteCredential (the OS keyring store)").into())
+        let name = req.into_inner().provider;
+        let store = self.credentials.clone();
+        let n = name.clone();
+        let existed = tokio::task::spawn_blocking(move || store.delete(&n))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(ControlError::from)?;
+        tracing::info!(provider = %name, existed, "credential deleted from the OS keyring");
+        Ok(Response::new(v1::DeleteCredentialReply { existed }))
     }
 }
 

@@ -118,7 +118,9 @@ impl Github {
             (None, Some(t)) => Auth::Token(t),
             (None, None) => {
                 return Err(ForgeError::Config(
-                    "no credentials: pass --token or set GITHUB_TOKEN, or configure a GitHub App".into(),
+                    format!(
+                        "no credentials: pass --token or set GITHUB_TOKEN, store a token with `ephemerd credential set {name}`, or configure a GitHub App"
+                    ),
                     name,
                 ));
             }

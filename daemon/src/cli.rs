@@ -72,7 +72,11 @@ pub enum Command {
         timeout: Option<std::time::Duration>,
     },
     /// The forges the daemon takes jobs from, and their health
-    Providers,
+    Providers {
+        /// Also check each one's URL and credentials, naming missing permissions
+        #[arg(long)]
+        test: bool,
+    },
     /// Forge credentials, kept by the daemon in the OS keyring
     #[command(subcommand)]
     Credential(CredentialCommand),

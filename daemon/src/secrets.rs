@@ -60,10 +60,11 @@ impl CredentialStore for Keyring {
     }
 
     fn set(&self, name: &str, secret: &Secret) -> Result<(), CredentialError> {
+        let entry = Self::entry(name)?;
         if secret.expose().trim().is_empty() {
             return Err(CredentialError::Empty(name.to_string()));
         }
-        Self::entry(name)?.set_password(secret.expose()).map_err(|e| CredentialError::Unavailable(e.to_string()))
+        entry.set_password(secret.expose()).map_err(|e| CredentialError::Unavailable(e.to_string()))
     }
 
     fn delete(&self, name: &str) -> Result<bool, CredentialError> {

@@ -123,6 +123,10 @@ impl Serve {
         Ok(())
     }
 
+    pub fn providers(&self) -> &[Arc<dyn Provider>] {
+        &self.providers
+    }
+
     /// The providers' health before their first poll.
     pub fn provider_health(&self) -> Vec<ProviderHealth> {
         self.providers

@@ -69,6 +69,10 @@ pub struct GhState {
     pub installation_tokens: Vec<(String, u64)>,
     /// While set, runners asking for a job get none (GitHub has not assigned one yet).
     pub hold: bool,
+    /// A classic token's scopes, sent in `X-OAuth-Scopes` (none: a fine-grained token).
+    pub oauth_scopes: Option<String>,
+    /// Paths containing the first string answer 403, naming the permission (second) GitHub would accept.
+    pub denied: Vec<(String, String)>,
 }
 
 /// A GitHub App installed on the fake.
@@ -163,6 +167,17 @@ impl FakeGithub {
     /// Revokes every installation token handed out so far (GitHub then answers 401).
     pub fn revoke_installation_tokens(&self) {
         self.with(|s| s.installation_tokens.iter_mut().for_each(|t| t.1 = 0));
+    }
+
+    /// Acts as a classic token with these scopes (`X-OAuth-Scopes`).
+    pub fn classic_scopes(&self, scopes: &str) {
+        self.with(|s| s.oauth_scopes = Some(scopes.to_string()));
+    }
+
+    /// Refuses requests whose path contains `path_part`, as GitHub does a token that lacks a permission
+    /// (`accepted`: the `X-Accepted-GitHub-Permissions` value, e.g. `administration=read`).
+    pub fn deny(&self, path_part: &str, accepted: &str) {
+        self.with(|s| s.denied.push((path_part.to_string(), accepted.to_string())));
     }
 
     /// While `hold`, no runner gets a job.
@@ -547,6 +562,26 @@ fn serve(
     let installation = s.installation_tokens.iter().any(|(t, exp)| t == token && *exp > now);
     if token != s.token && !installation {
         return error(401, "Bad credentials");
+    }
+    if let Some(scopes) = &s.oauth_scopes
+        && let Ok(v) = HeaderValue::from_str(scopes)
+    {
+        h.insert("x-oauth-scopes", v);
+    }
+    if let Some((_, accepted)) = s.denied.iter().find(|(p, _)| uri.path().contains(p.as_str())) {
+        if let Ok(v) = HeaderValue::from_str(accepted) {
+            h.insert("x-accepted-github-permissions", v);
+        }
+        s.remaining -= 1;
+        rate_headers(h, s.remaining);
+        return error(403, "Resource not accessible by personal access token");
+    }
+    if *method == Method::GET && uri.path() == "/rate_limit" {
+        // Not counted against the limit, as GitHub documents.
+        rate_headers(h, s.remaining);
+        let core =
+            json!({"limit": 5000, "used": 5000 - s.remaining, "remaining": s.remaining, "reset": now_unix() + 3600});
+        return (200, json!({"resources": {"core": core.clone()}, "rate": core}));
     }
     let (status, value) = route(s, method, uri, body, h);
     // Conditional GETs: a matching ETag is a 304 that costs nothing.

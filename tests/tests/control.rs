@@ -131,7 +131,7 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     let e = c.kill_job(v1::KillJobRequest { id: job.to_string() }).await.unwrap_err();
     assert_eq!((e.code(), reason_of(&e)), (tonic::Code::FailedPrecondition, Some(ErrorReason::JobNotRunning)));
     let e = c.set_credential(v1::SetCredentialRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e:?}");
+    assert!(e.message().contains("is not a provider name"), "{e:?}");
 
     // Kill stops a running job.
     let (_, endless) = fake.queue_script("octo-org/app", "endless", &["self-hosted"], "sleep 600");
@@ -176,6 +176,17 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     assert!(ok(&["logs", &job.to_string()]).contains("all-done"));
     let provs: serde_json::Value = serde_json::from_str(&ok(&["--json", "providers"])).unwrap();
     assert_eq!(provs[0]["name"], "github:octo-org");
+    let tested = ok(&["providers", "--test"]);
+    assert!(tested.contains("github:octo-org: ok:"), "{tested}");
+    let e = c.test_provider(v1::TestProviderRequest { name: "github:nobody".into() }).await.unwrap_err();
+    assert_eq!((e.code(), reason_of(&e)), (tonic::Code::NotFound, Some(ErrorReason::ProviderNotFound)));
+    fake.deny("/repos/octo-org/app/actions/runs", "actions=read");
+    let t = c.test_provider(v1::TestProviderRequest { name: "github:octo-org".into() }).await.unwrap().into_inner();
+    assert_eq!(t.missing_permissions, vec!["Actions: read on octo-org/app (GitHub accepts: actions=read)"]);
+    let out = d.ctl(&["providers", "--test"]);
+    assert_eq!(out.status.code(), Some(1), "a failing check fails the command");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing: Actions: read on octo-org/app"));
+    fake.state.lock().unwrap().denied.clear();
     let out = d.ctl(&["job", "999999"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 999999"));

@@ -228,3 +228,34 @@ async fn github_app_with_the_wrong_key_is_an_auth_error() {
     let e = Github::new(missing, None).err().unwrap();
     assert!(e.to_string().contains("/nonexistent/key.pem"), "{e}");
 }
+
+#[tokio::test]
+async fn a_provider_test_names_what_the_credentials_lack() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let ok = provider(&fake, &["app"], TOKEN).test().await;
+    assert!(ok.ok && ok.missing.is_empty(), "{ok:?}");
+
+    let refused = provider(&fake, &["app"], "ghp_wrong").test().await;
+    assert!(!refused.ok && refused.message.contains("refused (401)"), "{refused:?}");
+    assert!(!refused.message.contains("ghp_wrong"));
+
+    // A classic token without `repo`, and a repository the token may not administer.
+    fake.classic_scopes("read:org, workflow");
+    fake.deny("/repos/octo-org/app/actions/runners", "administration=read");
+    let lacking = provider(&fake, &["app"], TOKEN).test().await;
+    assert!(!lacking.ok);
+    assert_eq!(
+        lacking.missing,
+        vec![
+            "token scope repo (the token has: read:org, workflow)".to_string(),
+            "Administration: read and write on octo-org/app (GitHub accepts: administration=read)".to_string(),
+        ]
+    );
+    // Organization level needs admin:org and the organization's runners.
+    let org = provider(&fake, &[], TOKEN).test().await;
+    assert!(org.missing.iter().any(|m| m.starts_with("token scope admin:org")), "{org:?}");
+
+    let nowhere = toml_cfg("owner = \"o\"\napi_url = \"http://127.0.0.1:9\"");
+    let t = Github::new(nowhere, Some(Secret::new(TOKEN))).unwrap().test().await;
+    assert!(!t.ok && t.message.contains("cannot reach http://127.0.0.1:9"), "{t:?}");
+}

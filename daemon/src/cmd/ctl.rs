@@ -158,12 +158,33 @@ impl Ctl {
                     }
                 }
             }
-            Command::Providers => {
+            Command::Providers { test } => {
                 let ps = c.list_providers(v1::ListProvidersRequest {}).await?.into_inner().providers;
+                let mut tests = Vec::new();
+                if test {
+                    for p in &ps {
+                        tests.push(
+                            c.test_provider(v1::TestProviderRequest { name: p.name.clone() }).await?.into_inner(),
+                        );
+                    }
+                }
                 if self.json {
-                    print_json(&serde_json::Value::Array(ps.iter().map(render::provider_json).collect()))
+                    let list = ps.iter().enumerate().map(|(i, p)| {
+                        let mut v = render::provider_json(p);
+                        if let Some(t) = tests.get(i) {
+                            v["test"] = render::test_json(t);
+                        }
+                        v
+                    });
+                    print_json(&serde_json::Value::Array(list.collect()))
                 } else {
-                    print!("{}", render::providers_table(&ps, now, style()))
+                    print!("{}", render::providers_table(&ps, now, style()));
+                    for (p, t) in ps.iter().zip(&tests) {
+                        print!("{}", render::test_text(&p.name, t, style()));
+                    }
+                }
+                if tests.iter().any(|t| !t.ok) {
+                    return Ok(EXIT_FAILURE);
                 }
             }
             Command::Credential(CredentialCommand::Set { provider }) => {

@@ -94,7 +94,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         | Command::Pause
         | Command::Resume
         | Command::Drain { .. }
-        | Command::Providers
+        | Command::Providers { .. }
         | Command::Credential(_)) => {
             let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
             Ok(ctl::Ctl { socket, json: cli.global.json }.run(c).await)

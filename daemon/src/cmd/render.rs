@@ -245,6 +245,20 @@ pub fn provider_json(p: &v1::ProviderHealth) -> Value {
     })
 }
 
+/// A provider check: a line, then what is missing, one per line.
+pub fn test_text(name: &str, t: &v1::TestProviderReply, style: Style) -> String {
+    let mark = if t.ok { style.paint("32", "ok") } else { style.paint("31", "FAILED") };
+    let mut out = format!("{name}: {mark}: {}\n", t.message);
+    for m in &t.missing_permissions {
+        out.push_str(&format!("  missing: {m}\n"));
+    }
+    out
+}
+
+pub fn test_json(t: &v1::TestProviderReply) -> Value {
+    json!({ "ok": t.ok, "message": t.message, "missing": t.missing_permissions })
+}
+
 fn bytes(n: u64) -> String {
     let mib = n as f64 / (1024.0 * 1024.0);
     if mib >= 1024.0 { format!("{:.1} GiB", mib / 1024.0) } else { format!("{mib:.1} MiB") }

@@ -65,8 +65,9 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
         let live = Arc::new(watch::channel(Live::new(cfg.scheduler.max_concurrent as u32, serve.provider_health())).0);
         let (tx, controls) = mpsc::unbounded_channel();
         signal_controls(tx.clone())?;
+        let store = session.runtime.store().clone();
         let service =
-            ControlService::new(session.runtime.store().clone(), live.subscribe(), tx, dirs.clone(), credentials);
+            ControlService::new(store, live.subscribe(), tx, dirs.clone(), credentials, serve.providers().to_vec());
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
             tonic::transport::Server::builder().add_service(service.into_service()).serve_with_incoming_shutdown(

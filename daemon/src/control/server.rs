@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Host, JobRef};
 use super::errors::ControlError;
 use super::live::{DaemonMode, Live};
-use crate::forge::Secret;
+use crate::forge::{Provider, Secret};
 use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
 use crate::secrets::CredentialStore;
@@ -35,6 +35,7 @@ pub struct ControlService {
     controls: mpsc::UnboundedSender<Control>,
     dirs: DataDirs,
     credentials: Arc<dyn CredentialStore>,
+    providers: Vec<Arc<dyn Provider>>,
 }
 
 impl ControlService {
@@ -44,8 +45,9 @@ impl ControlService {
         controls: mpsc::UnboundedSender<Control>,
         dirs: DataDirs,
         credentials: Arc<dyn CredentialStore>,
+        providers: Vec<Arc<dyn Provider>>,
     ) -> Self {
-        Self { store, live, controls, dirs, credentials }
+        Self { store, live, controls, dirs, credentials, providers }
     }
 
     pub fn into_service(self) -> v1::control_server::ControlServer<Self> {
@@ -297,9 +299,12 @@ impl ControlApi for ControlService {
 
     async fn test_provider(
         &self,
-        _: Request<v1::TestProviderRequest>,
+        req: Request<v1::TestProviderRequest>,
     ) -> Result<Response<v1::TestProviderReply>, Status> {
-        Err(ControlError::NotImplemented("TestProvider").into())
+        let name = req.into_inner().name;
+        let p = self.providers.iter().find(|p| p.name() == name).ok_or(ControlError::ProviderNotFound(name))?;
+        let t = p.test().await;
+        Ok(Response::new(v1::TestProviderReply { ok: t.ok, missing_permissions: t.missing, message: t.message }))
     }
 
     async fn set_credential(

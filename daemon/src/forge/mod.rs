@@ -137,6 +137,15 @@ pub struct PollOutcome {
     pub counted_requests: u32,
 }
 
+/// What a check of a provider's URL and credentials found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProviderTest {
+    pub ok: bool,
+    /// Permissions (or scopes, or access) the credentials lack, by the forge's names.
+    pub missing: Vec<String>,
+    pub message: String,
+}
+
 /// A forge's request budget, from its last answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -196,6 +205,8 @@ pub trait Provider: Send + Sync {
     async fn release(&self, scope: &str, runner_id: u64) -> Result<(), ForgeError>;
     /// Runners this provider's scopes hold whose names start with `prefix`.
     async fn runners(&self, prefix: &str) -> Result<Vec<RunnerInfo>, ForgeError>;
+    /// Checks the URL and the credentials, naming what is missing (read-only requests only).
+    async fn test(&self) -> ProviderTest;
     /// URLs a runner of this provider must reach (the job's egress firewall lets their addresses through).
     fn endpoints(&self) -> Vec<String> {
         Vec::new()

@@ -261,6 +261,13 @@ impl Api {
         }
     }
 
+    /// A plain GET, answered as it comes (status, headers, body): for checks that read the status.
+    pub async fn probe(&self, what: &str, path: &str) -> Result<(u16, HeaderMap, String), ForgeError> {
+        let url = self.target(what, path)?;
+        let r = self.crab._get_with_headers(url.as_str(), None).await.map_err(|e| self.transport(what, e))?;
+        self.read(what, r).await
+    }
+
     pub async fn post(&self, what: &str, path: &str, body: &Value) -> Result<Value, ForgeError> {
         let url = self.target(what, path)?;
         let r = self.crab._post(url.as_str(), Some(body)).await.map_err(|e| self.transport(what, e))?;

@@ -178,6 +178,25 @@ impl Github {
         }
     }
 
+    /// One read that needs `permission` on `scope`: what it says about the credentials, if anything.
+    async fn needs(&self, path: &str, permission: &str, scope: &str) -> Result<Option<String>, String> {
+        match self.api.probe("check a permission", path).await {
+            Ok((200, _, _)) => Ok(None),
+            Ok((403, h, _)) => {
+                let accepted = h.get("x-accepted-github-permissions").and_then(|v| v.to_str().ok());
+                Ok(Some(match accepted {
+                    Some(a) => format!("{permission} on {scope} (GitHub accepts: {a})"),
+                    None => format!("{permission} on {scope}"),
+                }))
+            }
+            Ok((404, _, _)) => Ok(Some(format!("access to {scope} (not found, or the credentials cannot see it)"))),
+            Ok((status, _, body)) => {
+                Err(format!("{path}: unexpected answer {status}: {}", body.chars().take(120).collect::<String>()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The scope a job's runner registers in: its repository, or the organization.
     fn scope_for(&self, repo: &str) -> String {
         if self.cfg.repos.is_empty() { self.cfg.owner.clone() } else { repo.to_string() }
@@ -229,6 +248,74 @@ impl Provider for Github {
 
     fn webhook(&self) -> Option<&dyn super::Webhook> {
         self.webhook_secret.as_ref().map(|_| self as &dyn super::Webhook)
+    }
+
+    async fn test(&self) -> super::ProviderTest {
+        let fail = |message: String| super::ProviderTest { ok: false, missing: vec![], message };
+        // /rate_limit answers any valid credentials and costs no rate limit.
+        let (status, headers, body) = match self.api.probe("check the credentials", "/rate_limit").await {
+            Ok(r) => r,
+            Err(e) => return fail(format!("cannot reach {}: {e}", self.cfg.api_url)),
+        };
+        match status {
+            200 => {}
+            401 => return fail(format!("{}: the credentials are refused (401)", self.name)),
+            s => {
+                let hint = body.chars().take(120).collect::<String>();
+                return fail(format!(
+                    "{} answers {s} at /rate_limit: is api_url a GitHub API root? {hint}",
+                    self.cfg.api_url
+                ));
+            }
+        }
+        let mut missing = Vec::new();
+        // A classic token lists its scopes; a fine-grained token or an App does not.
+        if let Some(scopes) = headers.get("x-oauth-scopes").and_then(|v| v.to_str().ok()) {
+            let need = if self.cfg.repos.is_empty() { "admin:org" } else { "repo" };
+            if !scopes.split(',').any(|s| s.trim() == need) {
+                missing.push(format!(
+                    "token scope {need} (the token has: {})",
+                    if scopes.trim().is_empty() { "none" } else { scopes.trim() }
+                ));
+            }
+        }
+        let mut checks: Vec<(String, &str, String)> = Vec::new();
+        if self.cfg.repos.is_empty() {
+            let org = &self.cfg.owner;
+            checks.push((
+                format!("/orgs/{org}/actions/runners?per_page=1"),
+                "Self-hosted runners: read and write",
+                format!("organization {org}"),
+            ));
+            checks.push((format!("/orgs/{org}/repos?per_page=1"), "Metadata: read", format!("organization {org}")));
+        } else {
+            for r in &self.cfg.repos {
+                let repo = format!("{}/{r}", self.cfg.owner);
+                checks.push((
+                    format!("/repos/{repo}/actions/runners?per_page=1"),
+                    "Administration: read and write",
+                    repo.clone(),
+                ));
+                checks.push((format!("/repos/{repo}/actions/runs?per_page=1"), "Actions: read", repo));
+            }
+        }
+        for (path, permission, scope) in checks {
+            match self.needs(&path, permission, &scope).await {
+                Ok(None) => {}
+                Ok(Some(m)) => {
+                    if !missing.contains(&m) {
+                        missing.push(m)
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+        }
+        let message = if missing.is_empty() {
+            format!("{} reachable; the credentials can register runners and see jobs", self.cfg.api_url)
+        } else {
+            format!("the credentials lack {} permission(s)", missing.len())
+        };
+        super::ProviderTest { ok: missing.is_empty(), missing, message }
     }
 
     async fn poll(&self) -> Result<PollOutcome, ForgeError> {

@@ -77,6 +77,10 @@ pub enum Command {
         #[arg(long)]
         test: bool,
     },
+    /// Re-read the config file: apply what can change at once, name what needs a restart
+    Reload,
+    /// Check this machine, the daemon and the forges, with a fix for each problem
+    Doctor,
     /// Forge credentials, kept by the daemon in the OS keyring
     #[command(subcommand)]
     Credential(CredentialCommand),

@@ -555,3 +555,82 @@ mod tests {
         assert!(!n.contains(Ipv4Addr::new(10, 232, 0, 3)));
     }
 }
+
+/// What a config reload does to a running daemon: the keys it applies at once, and those that need a
+/// restart (named as in the file). `apply_live` makes the first set take effect.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    pub applied: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
+/// Compares the running config with a newly read one.
+pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
+    fn differs<T: std::fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    let mut plan = ReloadPlan::default();
+    let (o, n) = (&old.scheduler, &new.scheduler);
+    let live: [(&str, bool); 8] = [
+        ("scheduler.max_concurrent", o.max_concurrent != n.max_concurrent),
+        ("scheduler.pickup_timeout", o.pickup_timeout != n.pickup_timeout),
+        ("scheduler.job_timeout", o.job_timeout != n.job_timeout),
+        ("scheduler.drain_timeout", o.drain_timeout != n.drain_timeout),
+        ("scheduler.profiles", differs(&o.profiles, &n.profiles)),
+        ("limits", differs(&old.limits, &new.limits)),
+        ("image", differs(&old.image, &new.image)),
+        ("history", differs(&old.history, &new.history)),
+    ];
+    let restart: [(&str, bool); 11] = [
+        ("data_dir", old.data_dir != new.data_dir),
+        ("containerd", differs(&old.containerd, &new.containerd)),
+        ("network", differs(&old.network, &new.network)),
+        ("security", differs(&old.security, &new.security)),
+        ("runner", differs(&old.runner, &new.runner)),
+        ("webhook", differs(&old.webhook, &new.webhook)),
+        ("control", differs(&old.control, &new.control)),
+        ("github", differs(&old.github, &new.github)),
+        ("scheduler.runner_prefix", o.runner_prefix != n.runner_prefix),
+        ("scheduler.sweep_interval", o.sweep_interval != n.sweep_interval),
+        ("registries", differs(&old.registries, &new.registries)),
+    ];
+    plan.applied = live.iter().filter(|(_, d)| *d).map(|(k, _)| k.to_string()).collect();
+    plan.needs_restart = restart.iter().filter(|(_, d)| *d).map(|(k, _)| k.to_string()).collect();
+    plan
+}
+
+/// Takes the keys a reload applies at once from `new` into `running`.
+pub fn apply_live(running: &mut Config, new: &Config) {
+    let (r, n) = (&mut running.scheduler, &new.scheduler);
+    r.max_concurrent = n.max_concurrent;
+    r.pickup_timeout = n.pickup_timeout;
+    r.job_timeout = n.job_timeout;
+    r.drain_timeout = n.drain_timeout;
+    r.profiles = n.profiles.clone();
+    running.limits = new.limits.clone();
+    running.image = new.image.clone();
+    running.history = new.history.clone();
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_applies_what_it_can_and_names_the_rest() {
+        let old = Config::parse("[scheduler]\nmax_concurrent = 2").unwrap();
+        let new = Config::parse(
+            "[scheduler]\nmax_concurrent = 6\nsweep_interval = \"5s\"\n[limits]\nmemory = \"1GiB\"\n[network]\nbridge = \"other0\"",
+        )
+        .unwrap();
+        let plan = reload_plan(&old, &new);
+        assert_eq!(plan.applied, vec!["scheduler.max_concurrent", "limits"]);
+        assert_eq!(plan.needs_restart, vec!["network", "scheduler.sweep_interval"]);
+        let mut running = old.clone();
+        apply_live(&mut running, &new);
+        assert_eq!(running.scheduler.max_concurrent, 6);
+        assert_eq!(running.limits.memory.0, 1 << 30);
+        assert_eq!(running.network.bridge, old.network.bridge, "what needs a restart is not taken");
+        assert_eq!(reload_plan(&running, &running), ReloadPlan::default());
+    }
+}

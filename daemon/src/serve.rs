@@ -54,7 +54,7 @@ enum Msg {
 }
 
 /// What the daemon's owner asks of it (through the control API, or signals).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Control {
     /// No new claims; running jobs go on. Remembered across restarts.
     Pause,
@@ -66,6 +66,8 @@ pub enum Control {
     Stop,
     /// Stop one job's container (its runner ends; the job is cleaned up as usual).
     Kill(JobKey),
+    /// Take what can change at once from a newly read config (see `config::reload_plan`).
+    Reload(Box<Config>),
 }
 
 /// This host's part of runner names: `<prefix>-<host>-`.
@@ -91,8 +93,7 @@ impl Serve {
         if providers.is_empty() {
             return Err(ServeError::NoProvider);
         }
-        let profiles =
-            cfg.scheduler.profiles.iter().map(|p| Profile { name: p.name.clone(), labels: p.labels.clone() }).collect();
+        let profiles = profiles_of(&cfg);
         let prefix = runner_prefix(&cfg.scheduler.runner_prefix);
         Ok(Self { cfg, runtime, providers, profiles, prefix })
     }
@@ -147,7 +148,7 @@ impl Serve {
     /// Runs until a drain or stop asked through `controls` ends (returns 0). With a `webhooks` listener,
     /// deliveries are taken there too.
     pub async fn run(
-        self,
+        mut self,
         mut controls: mpsc::UnboundedReceiver<Control>,
         webhooks: Option<tokio::net::TcpListener>,
         live: Arc<LiveTx>,
@@ -233,6 +234,20 @@ impl Serve {
                     Control::Kill(key) => {
                         self.kill(&key, &tracked);
                         continue;
+                    }
+                    Control::Reload(new) => {
+                        crate::config::apply_live(&mut self.cfg, &new);
+                        self.profiles = profiles_of(&self.cfg);
+                        let s = &self.cfg.scheduler;
+                        machine.set_settings(Settings {
+                            max_concurrent: s.max_concurrent,
+                            pickup_timeout: s.pickup_timeout,
+                            job_timeout: s.job_timeout,
+                            remember: Duration::from_secs(3600),
+                        });
+                        live.send_modify(|l| l.max = s.max_concurrent as u32);
+                        info!(max_concurrent = s.max_concurrent, "config reloaded");
+                        Event::Tick
                     }
                     Control::Pause => {
                         live.send_modify(|l| if l.mode == DaemonMode::Running { l.mode = DaemonMode::Paused });
@@ -519,6 +534,10 @@ impl Serve {
     }
 }
 
+fn profiles_of(cfg: &Config) -> Vec<Profile> {
+    cfg.scheduler.profiles.iter().map(|p| Profile { name: p.name.clone(), labels: p.labels.clone() }).collect()
+}
+
 fn job_span(job: &ForgeJob, runner: &str) -> tracing::Span {
     info_span!("job", provider = %job.provider, repo = %job.repo, job_id = job.id, run_id = job.run_id, runner = %runner)
 }
@@ -585,7 +604,11 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
         Ok(exit) => {
             info!(code = exit.code, oom = exit.oom_killed, "runner exited");
             let _ = rt.store().forge_job_outcome(&key.provider, key.forge_job_id, Some(i64::from(exit.code)), None);
-            exit.code == 0
+            // A runner stopped at the owner's request may still exit 0 (it reports the job and ends).
+            let killed =
+                rt.store().forge_job(&key.provider, key.forge_job_id).ok().flatten().and_then(|r| r.conclusion)
+                    == Some("killed".into());
+            exit.code == 0 && !killed
         }
         Err(e) => {
             warn!(error = %e, "lost the job's container");

@@ -23,6 +23,7 @@ impl SecretService {
         let bus = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--nopidfile", &format!("--address={address}")])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("dbus-daemon (apt install dbus-daemon)");
         let deadline = Instant::now() + Duration::from_secs(10);

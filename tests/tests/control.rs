@@ -136,6 +136,9 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     // Kill stops a running job.
     let (_, endless) = fake.queue_script("octo-org/app", "endless", &["self-hosted"], "sleep 600");
     states_until(&mut first, endless, |s| s == JobState::JobRunning as i32, &d).await;
+    // Killed once its runner has taken it (else the next runner would take it from the fake).
+    let taken = || fake.jobs().iter().any(|j| j["id"] == endless && j["status"] == "in_progress");
+    wait_until("the runner to take the endless job", Duration::from_secs(60), taken, &d).await;
     c.kill_job(v1::KillJobRequest { id: endless.to_string() }).await.unwrap();
     states_until(&mut first, endless, |s| s == JobState::Failed as i32, &d).await;
     let killed = c.get_job(v1::GetJobRequest { id: endless.to_string() }).await.unwrap().into_inner();
@@ -190,6 +193,32 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     let out = d.ctl(&["job", "999999"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 999999"));
+
+    // Reload: what can change applies at once, the rest is named; a bad file changes nothing.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, text.replace("max_concurrent = 2", "max_concurrent = 3\nsweep_interval = \"30s\""))
+        .unwrap();
+    let r = c.reload_config(v1::ReloadConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(
+        (r.applied, r.needs_restart),
+        (vec!["scheduler.max_concurrent".to_string()], vec!["scheduler.sweep_interval".to_string()])
+    );
+    assert_eq!(c.status(v1::StatusRequest {}).await.unwrap().into_inner().max_jobs, 3);
+    std::fs::write(&d.config, text.replace("max_concurrent = 2", "max_concurrent = \"many\"")).unwrap();
+    let e = c.reload_config(v1::ReloadConfigRequest {}).await.unwrap_err();
+    assert_eq!(reason_of(&e), Some(ErrorReason::InvalidConfig), "{e:?}");
+    assert!(e.message().contains("max_concurrent"), "{e:?}");
+    std::fs::write(&d.config, &text).unwrap();
+    assert!(ok(&["reload"]).contains("applied: scheduler.max_concurrent"));
+    assert_eq!(c.status(v1::StatusRequest {}).await.unwrap().into_inner().max_jobs, 2);
+
+    // Doctor sees the machine, the daemon and the forge.
+    let doctor = ok(&["doctor"]);
+    for line in ["ok    containerd ", "ok    iptables", "ok    daemon", "ok    github:octo-org"] {
+        assert!(doctor.contains(line), "{line:?} in:\n{doctor}");
+    }
+    let checks: serde_json::Value = serde_json::from_str(&ok(&["--json", "doctor"])).unwrap();
+    assert!(checks.as_array().unwrap().iter().all(|c| c["status"] != "fail"), "{checks:#}");
 
     // Drain through the CLI: it returns once the daemon has exited.
     let drained = ok(&["drain", "--wait"]);

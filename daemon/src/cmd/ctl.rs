@@ -22,7 +22,7 @@ pub struct Ctl {
     pub json: bool,
 }
 
-fn style() -> Style {
+pub fn style() -> Style {
     Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
 }
 
@@ -208,6 +208,22 @@ impl Ctl {
                     out!("{provider}: credential deleted from the OS keyring")
                 } else {
                     out!("{provider}: there was no stored credential")
+                }
+            }
+            Command::Reload => {
+                let r = c.reload_config(v1::ReloadConfigRequest {}).await?.into_inner();
+                if self.json {
+                    print_json(&serde_json::json!({ "applied": r.applied, "needs_restart": r.needs_restart }));
+                } else {
+                    if r.applied.is_empty() && r.needs_restart.is_empty() {
+                        out!("the config has not changed");
+                    }
+                    if !r.applied.is_empty() {
+                        out!("applied: {}", r.applied.join(", "));
+                    }
+                    if !r.needs_restart.is_empty() {
+                        out!("needs a restart: {}", r.needs_restart.join(", "));
+                    }
                 }
             }
             _ => return Ok(super::EXIT_USAGE),

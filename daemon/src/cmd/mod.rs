@@ -2,6 +2,7 @@
 //! journal, runtime, start-up reconciliation) and the mapping of failures to exit codes.
 
 mod ctl;
+mod doctor;
 mod image;
 mod render;
 mod run;
@@ -85,7 +86,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args, cfg, dirs).await,
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
-        Command::Serve(args) => serve::serve(args, cfg, dirs).await,
+        Command::Serve(args) => serve::serve(args, cfg, cli.global.config.clone(), dirs).await,
+        Command::Doctor => {
+            let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
+            Ok(doctor::run(&cfg, &dirs, &socket, cli.global.json).await)
+        }
         c @ (Command::Status
         | Command::Jobs(_)
         | Command::Job { .. }
@@ -95,7 +100,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         | Command::Resume
         | Command::Drain { .. }
         | Command::Providers { .. }
-        | Command::Credential(_)) => {
+        | Command::Credential(_)
+        | Command::Reload) => {
             let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
             Ok(ctl::Ctl { socket, json: cli.global.json }.run(c).await)
         }

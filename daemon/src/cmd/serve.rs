@@ -12,7 +12,7 @@ use ephemerd::serve::Serve;
 
 use ephemerd::control;
 use ephemerd::control::live::Live;
-use ephemerd::control::server::ControlService;
+use ephemerd::control::server::{ControlService, Parts};
 use ephemerd::serve::Control;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
@@ -20,7 +20,12 @@ use tokio::sync::{mpsc, watch};
 use super::{Session, usage};
 use crate::cli::ServeArgs;
 
-pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+pub async fn serve(
+    args: ServeArgs,
+    mut cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    dirs: DataDirs,
+) -> anyhow::Result<u8> {
     let flag_token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
     let credentials: Arc<dyn CredentialStore> = Arc::new(Keyring);
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
@@ -65,9 +70,16 @@ pub async fn serve(args: ServeArgs, mut cfg: Config, dirs: DataDirs) -> anyhow::
         let live = Arc::new(watch::channel(Live::new(cfg.scheduler.max_concurrent as u32, serve.provider_health())).0);
         let (tx, controls) = mpsc::unbounded_channel();
         signal_controls(tx.clone())?;
-        let store = session.runtime.store().clone();
-        let service =
-            ControlService::new(store, live.subscribe(), tx, dirs.clone(), credentials, serve.providers().to_vec());
+        let service = ControlService::new(Parts {
+            store: session.runtime.store().clone(),
+            live: live.subscribe(),
+            controls: tx,
+            dirs: dirs.clone(),
+            credentials,
+            providers: serve.providers().to_vec(),
+            config_path,
+            config: cfg.clone(),
+        });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
             tonic::transport::Server::builder().add_service(service.into_service()).serve_with_incoming_shutdown(

@@ -23,6 +23,8 @@ pub enum ControlError {
     Store(#[from] crate::store::StoreError),
     #[error("log of job {id}: {message}")]
     Log { id: String, message: String },
+    #[error("the config was not reloaded: {0}")]
+    InvalidConfig(String),
     #[error(transparent)]
     Credential(#[from] crate::secrets::CredentialError),
 }
@@ -39,6 +41,7 @@ impl From<ControlError> for tonic::Status {
             ControlError::NotImplemented(_) => (Code::Unimplemented, ErrorReason::NotImplemented),
             ControlError::Store(_) => (Code::Internal, ErrorReason::Store),
             ControlError::Log { .. } => (Code::Internal, ErrorReason::LogUnavailable),
+            ControlError::InvalidConfig(_) => (Code::FailedPrecondition, ErrorReason::InvalidConfig),
             ControlError::Credential(crate::secrets::CredentialError::Unavailable(_)) => {
                 (Code::FailedPrecondition, ErrorReason::KeyringUnavailable)
             }

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Host, JobRef};
 use super::errors::ControlError;
 use super::live::{DaemonMode, Live};
+use crate::config::Config;
 use crate::forge::{Provider, Secret};
 use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
@@ -28,6 +29,19 @@ const RUNNING: [&str; 2] = ["starting", "running"];
 /// Phases after which nothing more is written to a job's log.
 const ENDED: [&str; 3] = ["finished", "failed", "cleaned"];
 
+/// What the control service is built from.
+pub struct Parts {
+    pub store: Store,
+    pub live: watch::Receiver<Live>,
+    pub controls: mpsc::UnboundedSender<Control>,
+    pub dirs: DataDirs,
+    pub credentials: Arc<dyn CredentialStore>,
+    pub providers: Vec<Arc<dyn Provider>>,
+    /// The config file (re-read by `ReloadConfig`), and the config the daemon runs with.
+    pub config_path: Option<std::path::PathBuf>,
+    pub config: Config,
+}
+
 #[derive(Clone)]
 pub struct ControlService {
     store: Store,
@@ -36,18 +50,22 @@ pub struct ControlService {
     dirs: DataDirs,
     credentials: Arc<dyn CredentialStore>,
     providers: Vec<Arc<dyn Provider>>,
+    /// The config file, and the config as running (reloads change what they can of it).
+    config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
 }
 
 impl ControlService {
-    pub fn new(
-        store: Store,
-        live: watch::Receiver<Live>,
-        controls: mpsc::UnboundedSender<Control>,
-        dirs: DataDirs,
-        credentials: Arc<dyn CredentialStore>,
-        providers: Vec<Arc<dyn Provider>>,
-    ) -> Self {
-        Self { store, live, controls, dirs, credentials, providers }
+    pub fn new(p: Parts) -> Self {
+        let config = Arc::new(std::sync::Mutex::new((p.config_path, p.config)));
+        Self {
+            store: p.store,
+            live: p.live,
+            controls: p.controls,
+            dirs: p.dirs,
+            credentials: p.credentials,
+            providers: p.providers,
+            config,
+        }
     }
 
     pub fn into_service(self) -> v1::control_server::ControlServer<Self> {
@@ -286,7 +304,16 @@ impl ControlApi for ControlService {
         &self,
         _: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigReply>, Status> {
-        Err(ControlError::NotImplemented("ReloadConfig (restart the daemon to apply config changes)").into())
+        let mut guard = self.config.lock().map_err(|_| Status::internal("config lock poisoned"))?;
+        let (path, running) = &mut *guard;
+        let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
+        let plan = crate::config::reload_plan(running, &new);
+        if !plan.applied.is_empty() {
+            self.send(Control::Reload(Box::new(new.clone())))?;
+            crate::config::apply_live(running, &new);
+        }
+        tracing::info!(applied = ?plan.applied, needs_restart = ?plan.needs_restart, "config reloaded");
+        Ok(Response::new(v1::ReloadConfigReply { applied: plan.applied, needs_restart: plan.needs_restart }))
     }
 
     async fn list_providers(

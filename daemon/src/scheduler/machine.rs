@@ -137,6 +137,12 @@ impl Machine {
         Self { settings, mode, jobs: BTreeMap::new(), exited: false }
     }
 
+    /// New limits, from a config reload: jobs already running keep running; free slots are filled at the
+    /// next event.
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
     pub fn phase(&self, key: &JobKey) -> Option<Phase> {
         self.jobs.get(key).map(|e| e.phase)
     }

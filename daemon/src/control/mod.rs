@@ -1,10 +1,12 @@
 //! The control API (`proto/ephemerd/v1/control.proto`) the CLI and the tray app use: the daemon's live
 //! status, job history and events, logs, and its controls. `live` is the shared status the event loop
 //! publishes; `convert` maps our types to the proto's in one place; `errors` maps failures to statuses
-//! with stable reasons; `server` answers the RPCs; `socket` binds the Unix socket safely.
+//! with stable reasons; `server` answers the RPCs; `socket` binds the Unix socket safely; `pipe` is the Windows named
+//! pipe's name and ACL (pure) with a thin `cfg(windows)` shim.
 
 pub mod convert;
 pub mod errors;
 pub mod live;
+pub mod pipe;
 pub mod server;
 pub mod socket;

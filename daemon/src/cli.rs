@@ -81,9 +81,35 @@ pub enum Command {
     Reload,
     /// Check this machine, the daemon and the forges, with a fix for each problem
     Doctor,
+    /// The daemon as a system service (systemd here; launchd and the Windows SCM on those systems)
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Forge credentials, kept by the daemon in the OS keyring
     #[command(subcommand)]
     Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Install and enable the service (with --data-dir and --config as given here)
+    Install(ServiceArgs),
+    /// Stop, disable and remove the service
+    Uninstall(ServiceArgs),
+    Start(ServiceArgs),
+    /// Stop the service (it drains first: running jobs finish)
+    Stop(ServiceArgs),
+    /// Whether it is installed, enabled and running (exit 0 running, 3 stopped, 4 not installed)
+    Status(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Install under this directory instead of / (for packaging and tests)
+    #[arg(long, hide = true, default_value = "/")]
+    pub root: PathBuf,
+    /// The systemctl to use
+    #[arg(long, hide = true, default_value = "systemctl")]
+    pub systemctl: String,
 }
 
 #[derive(Debug, Subcommand)]

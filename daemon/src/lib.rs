@@ -13,6 +13,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+pub mod service;
 pub mod store;
 pub mod webhook;
 pub mod workflow;

@@ -322,3 +322,57 @@ fn registry_credentials_come_from_the_environment_and_a_refusal_is_one_line() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
     env.assert_clean();
 }
+
+#[test]
+fn service_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "[scheduler]\ndrain_timeout = \"10m\"\n").unwrap();
+    let svc = |args: &[&str]| {
+        Command::new(ephemerd_bin())
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--config")
+            .arg(&config)
+            .arg("service")
+            .args(args)
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let status = svc(&["status"]);
+    assert_eq!(status.status.code(), Some(4), "not installed");
+    let out = svc(&["install"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let unit = root.path().join("etc/systemd/system/ephemerd.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains(&format!("ExecStart={} --data-dir {}", ephemerd_bin().display(), data.path().display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--config {} serve", config.display())) && text.contains("TimeoutStopSec=630"),
+        "{text}"
+    );
+    // systemd itself reads the unit and finds nothing wrong (the binary it names exists).
+    let verify = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
+    assert!(verify.status.success() && verify.stderr.is_empty(), "{}", String::from_utf8_lossy(&verify.stderr));
+    // The wants link points at /etc/… as seen from inside the root: look at the link itself.
+    let wants = root.path().join("etc/systemd/system/multi-user.target.wants/ephemerd.service");
+    assert!(std::fs::symlink_metadata(&wants).is_ok(), "enabled");
+    let status = svc(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (v["installed"].as_bool(), v["enabled"].as_bool(), v["active"].as_bool()),
+        (Some(true), Some(true), Some(false))
+    );
+    assert_eq!(status.status.code(), Some(3), "installed, not running");
+    let out = svc(&["uninstall"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !unit.exists() && !root.path().join("etc/systemd/system/multi-user.target.wants/ephemerd.service").exists()
+    );
+    assert_eq!(svc(&["status"]).status.code(), Some(4));
+}

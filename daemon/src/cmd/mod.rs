@@ -7,6 +7,7 @@ mod image;
 mod render;
 mod run;
 mod serve;
+mod service;
 
 /// `println!` that never panics: a closed stdout (a reader that went away) must not abort a job's cleanup.
 macro_rules! out {
@@ -87,6 +88,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
         Command::Serve(args) => serve::serve(args, cfg, cli.global.config.clone(), dirs).await,
+        Command::Service(c) => service::run(c, &cfg, cli.global.config.as_deref(), &dirs, cli.global.json),
         Command::Doctor => {
             let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
             Ok(doctor::run(&cfg, &dirs, &socket, cli.global.json).await)

@@ -571,7 +571,7 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
     }
     let mut plan = ReloadPlan::default();
     let (o, n) = (&old.scheduler, &new.scheduler);
-    let live: [(&str, bool); 8] = [
+    let live: [(&str, bool); 9] = [
         ("scheduler.max_concurrent", o.max_concurrent != n.max_concurrent),
         ("scheduler.pickup_timeout", o.pickup_timeout != n.pickup_timeout),
         ("scheduler.job_timeout", o.job_timeout != n.job_timeout),
@@ -580,8 +580,10 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
         ("limits", differs(&old.limits, &new.limits)),
         ("image", differs(&old.image, &new.image)),
         ("history", differs(&old.history, &new.history)),
+        // The providers are built again (with their credentials) and their pollers restarted.
+        ("github", differs(&old.github, &new.github)),
     ];
-    let restart: [(&str, bool); 11] = [
+    let restart: [(&str, bool); 10] = [
         ("data_dir", old.data_dir != new.data_dir),
         ("containerd", differs(&old.containerd, &new.containerd)),
         ("network", differs(&old.network, &new.network)),
@@ -589,7 +591,6 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
         ("runner", differs(&old.runner, &new.runner)),
         ("webhook", differs(&old.webhook, &new.webhook)),
         ("control", differs(&old.control, &new.control)),
-        ("github", differs(&old.github, &new.github)),
         ("scheduler.runner_prefix", o.runner_prefix != n.runner_prefix),
         ("scheduler.sweep_interval", o.sweep_interval != n.sweep_interval),
         ("registries", differs(&old.registries, &new.registries)),
@@ -610,6 +611,7 @@ pub fn apply_live(running: &mut Config, new: &Config) {
     running.limits = new.limits.clone();
     running.image = new.image.clone();
     running.history = new.history.clone();
+    running.github = new.github.clone();
 }
 
 #[cfg(test)]

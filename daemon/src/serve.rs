@@ -12,6 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, Limits};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
+use crate::forge::build::{ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
 use crate::runtime::{JobSpec, Runtime, new_job_id};
 use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
@@ -21,8 +22,6 @@ use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, 
 pub enum ServeError {
     #[error("serve needs a runner: set runner.dir (or runner.url), or give a profile a runner_cmd")]
     NoRunner,
-    #[error("no forge configured: add a [[github]] section to the config")]
-    NoProvider,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -39,13 +38,14 @@ struct Tracked {
 }
 
 enum Msg {
+    /// A poll's jobs, from the provider of that name.
     Polled {
-        provider: usize,
+        provider: String,
         jobs: Vec<ForgeJob>,
     },
     /// One job from a webhook delivery.
     Hooked {
-        provider: usize,
+        provider: String,
         job: ForgeJob,
     },
     ClaimOk(JobKey, Claim),
@@ -68,6 +68,23 @@ pub enum Control {
     Kill(JobKey),
     /// Take what can change at once from a newly read config (see `config::reload_plan`).
     Reload(Box<Config>),
+    /// Use these providers from now on (credentials or `[[github]]` sections changed); jobs already
+    /// running keep the provider instance they started with.
+    Providers(ProviderUpdate),
+}
+
+/// A new provider list, with the configured providers that could not be built.
+#[derive(Clone)]
+pub struct ProviderUpdate {
+    pub providers: Vec<Arc<dyn Provider>>,
+    pub unconfigured: Vec<Unconfigured>,
+}
+
+impl std::fmt::Debug for ProviderUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        f.debug_struct("ProviderUpdate").field("providers", &names).field("unconfigured", &self.unconfigured).finish()
+    }
 }
 
 /// This host's part of runner names: `<prefix>-<host>-`.
@@ -80,22 +97,39 @@ pub fn runner_prefix(prefix: &str) -> String {
 pub struct Serve {
     cfg: Config,
     runtime: Arc<Runtime>,
-    providers: Vec<Arc<dyn Provider>>,
+    providers: ProviderSet,
+    /// Configured providers that could not be built (shown in the status with the reason).
+    unconfigured: Vec<Unconfigured>,
     profiles: Vec<Profile>,
     prefix: String,
 }
 
 impl Serve {
-    pub fn new(cfg: Config, runtime: Arc<Runtime>, providers: Vec<Arc<dyn Provider>>) -> Result<Self, ServeError> {
+    /// A daemon may start with no usable provider: it then waits for credentials or config through the
+    /// control API.
+    pub fn new(cfg: Config, runtime: Arc<Runtime>, built: ProviderUpdate) -> Result<Self, ServeError> {
         if cfg.runner.dir.is_none() && !cfg.scheduler.profiles.iter().any(|p| p.runner_cmd.is_some()) {
             return Err(ServeError::NoRunner);
         }
-        if providers.is_empty() {
-            return Err(ServeError::NoProvider);
+        for u in &built.unconfigured {
+            warn!(provider = %u.name, reason = %u.reason, "forge not in use until this is fixed");
+        }
+        if built.providers.is_empty() && built.unconfigured.is_empty() {
+            warn!("no forge configured: add a [[github]] section to the config, then `ephemerd reload`");
         }
         let profiles = profiles_of(&cfg);
         let prefix = runner_prefix(&cfg.scheduler.runner_prefix);
-        Ok(Self { cfg, runtime, providers, profiles, prefix })
+        let providers = Arc::new(std::sync::RwLock::new(built.providers));
+        Ok(Self { cfg, runtime, providers, unconfigured: built.unconfigured, profiles, prefix })
+    }
+
+    /// The providers in use now.
+    fn current(&self) -> Vec<Arc<dyn Provider>> {
+        crate::forge::build::snapshot(&self.providers)
+    }
+
+    fn provider(&self, name: &str) -> Option<Arc<dyn Provider>> {
+        self.current().into_iter().find(|p| p.name() == name)
     }
 
     /// Deregisters this host's runners that no job owns (all of them, at start) and closes the journal's
@@ -108,7 +142,7 @@ impl Serve {
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
         }
         crate::history::prune(store, self.runtime.dirs(), &self.cfg.history);
-        for p in &self.providers {
+        for p in &self.current() {
             match p.runners(&self.prefix).await {
                 Ok(runners) => {
                     for r in runners {
@@ -124,25 +158,14 @@ impl Serve {
         Ok(())
     }
 
-    pub fn providers(&self) -> &[Arc<dyn Provider>] {
-        &self.providers
+    /// The shared provider list (the control API tests and lists them).
+    pub fn providers(&self) -> ProviderSet {
+        self.providers.clone()
     }
 
     /// The providers' health before their first poll.
     pub fn provider_health(&self) -> Vec<ProviderHealth> {
-        self.providers
-            .iter()
-            .map(|p| ProviderHealth {
-                name: p.name().to_string(),
-                kind: p.kind().to_string(),
-                url: p.url().to_string(),
-                discovery: if p.webhook().is_some() { "webhook + poll".into() } else { "poll".into() },
-                connected: false,
-                last_poll: None,
-                last_error: None,
-                rate_limit: None,
-            })
-            .collect()
+        health_of(&self.current(), &self.unconfigured, &[])
     }
 
     /// Runs until a drain or stop asked through `controls` ends (returns 0). With a `webhooks` listener,
@@ -170,10 +193,9 @@ impl Serve {
             l.max = s.max_concurrent as u32;
         });
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let mut polling: Vec<tokio::task::JoinHandle<()>> =
+            self.current().into_iter().map(|p| tokio::spawn(poller(p, tx.clone(), live.clone()))).collect();
         let mut pollers = Vec::new();
-        for (i, p) in self.providers.iter().enumerate() {
-            pollers.push(tokio::spawn(poller(i, p.clone(), tx.clone(), live.clone())));
-        }
         if let Some(listener) = webhooks {
             let (htx, mut hrx) = mpsc::unbounded_channel();
             pollers.push(tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx)));
@@ -197,14 +219,14 @@ impl Serve {
                     None => break,
                     Some(Msg::Polled { provider, jobs }) => {
                         tracing::debug!(queued = machine.queued(), active = machine.active(), "scheduler");
-                        for ev in self.polled(provider, jobs, &mut tracked, &machine) {
+                        for ev in self.polled(&provider, jobs, &mut tracked, &machine) {
                             self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
                         }
                         publish(&live, &machine);
                         continue;
                     }
                     Some(Msg::Hooked { provider, job }) => {
-                        match self.seen(provider, job, &mut tracked) {
+                        match self.provider(&provider).and_then(|p| self.seen(&p, job, &mut tracked)) {
                             Some(ev) => ev,
                             None => continue,
                         }
@@ -233,6 +255,25 @@ impl Serve {
                 ctl = controls.recv(), if !stopping => match ctl.unwrap_or(Control::Stop) {
                     Control::Kill(key) => {
                         self.kill(&key, &tracked);
+                        continue;
+                    }
+                    Control::Providers(update) => {
+                        for h in polling.drain(..) {
+                            h.abort();
+                        }
+                        let names: Vec<String> = update.providers.iter().map(|p| p.name().to_string()).collect();
+                        info!(providers = ?names, unconfigured = update.unconfigured.len(), "forges updated");
+                        for u in &update.unconfigured {
+                            warn!(provider = %u.name, reason = %u.reason, "forge not in use until this is fixed");
+                        }
+                        match self.providers.write() {
+                            Ok(mut v) => *v = update.providers.clone(),
+                            Err(e) => *e.into_inner() = update.providers.clone(),
+                        }
+                        self.unconfigured = update.unconfigured;
+                        polling = update.providers.iter().map(|p| tokio::spawn(poller(p.clone(), tx.clone(), live.clone()))).collect();
+                        let current = self.current();
+                        live.send_modify(|l| l.providers = health_of(&current, &self.unconfigured, &l.providers));
                         continue;
                     }
                     Control::Reload(new) => {
@@ -276,7 +317,7 @@ impl Serve {
                     }
                     Control::Stop => {
                         stopping = true;
-                        for p in &pollers { p.abort(); }
+                        for p in pollers.iter().chain(&polling) { p.abort(); }
                         info!("stopping: no new jobs; stopping running ones");
                         live.send_modify(|l| { l.mode = DaemonMode::Stopping; l.drain_deadline = Some(SystemTime::now()); });
                         Event::Drain { timeout: Duration::ZERO }
@@ -292,7 +333,7 @@ impl Serve {
             self.dispatch(actions, &mut tracked, &tx);
             publish(&live, &machine);
         }
-        for p in pollers {
+        for p in pollers.into_iter().chain(polling) {
             p.abort();
         }
         Ok(0)
@@ -323,7 +364,7 @@ impl Serve {
             .filter(|(k, _)| m.phase(k).is_some_and(|p| p != crate::scheduler::machine::Phase::Cleaned))
             .map(|(_, t)| t.runner_name.clone())
             .collect();
-        for p in &self.providers {
+        for p in self.current() {
             let (p, live, prefix) = (p.clone(), live.clone(), self.prefix.clone());
             tokio::spawn(async move {
                 let Ok(runners) = p.runners(&prefix).await else { return };
@@ -343,22 +384,23 @@ impl Serve {
     /// picked up; queued jobs that vanished are gone.
     fn polled(
         &self,
-        provider: usize,
+        provider: &str,
         jobs: Vec<ForgeJob>,
         tracked: &mut HashMap<JobKey, Tracked>,
         m: &Machine,
     ) -> Vec<Event> {
-        let p = &self.providers[provider];
+        // A poll that finished after its provider was replaced or removed says nothing any more.
+        let Some(p) = self.provider(provider) else { return Vec::new() };
         let mut still_queued = std::collections::HashSet::new();
         let mut out = Vec::new();
         for job in jobs {
             if job.status == JobStatus::Queued {
                 still_queued.insert(JobKey { provider: job.provider.clone(), forge_job_id: job.id });
             }
-            out.extend(self.seen(provider, job, tracked));
+            out.extend(self.seen(&p, job, tracked));
         }
         for (key, t) in tracked.iter() {
-            if Arc::ptr_eq(&t.provider, p)
+            if t.provider.name() == p.name()
                 && !still_queued.contains(key)
                 && m.phase(key) == Some(crate::scheduler::machine::Phase::Queued)
             {
@@ -369,8 +411,7 @@ impl Serve {
     }
 
     /// One job report (poll or webhook) as a scheduler event, if it concerns us.
-    fn seen(&self, provider: usize, job: ForgeJob, tracked: &mut HashMap<JobKey, Tracked>) -> Option<Event> {
-        let p = &self.providers[provider];
+    fn seen(&self, p: &Arc<dyn Provider>, job: ForgeJob, tracked: &mut HashMap<JobKey, Tracked>) -> Option<Event> {
         let key = JobKey { provider: job.provider.clone(), forge_job_id: job.id };
         match &job.status {
             JobStatus::Queued => {
@@ -645,6 +686,46 @@ pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
     out
 }
 
+/// The health list for `providers` and `unconfigured`, keeping what `before` knew of a provider of the same
+/// name (its last poll).
+fn health_of(
+    providers: &[Arc<dyn Provider>],
+    unconfigured: &[Unconfigured],
+    before: &[ProviderHealth],
+) -> Vec<ProviderHealth> {
+    let mut out: Vec<ProviderHealth> = providers
+        .iter()
+        .map(|p| {
+            let discovery = if p.webhook().is_some() { "webhook + poll" } else { "poll" };
+            let mut h = ProviderHealth {
+                name: p.name().to_string(),
+                kind: p.kind().to_string(),
+                url: p.url().to_string(),
+                discovery: discovery.into(),
+                connected: false,
+                last_poll: None,
+                last_error: None,
+                rate_limit: None,
+            };
+            if let Some(b) = before.iter().find(|b| b.name == h.name && b.last_error.is_none()) {
+                (h.connected, h.last_poll, h.rate_limit) = (b.connected, b.last_poll, b.rate_limit);
+            }
+            h
+        })
+        .collect();
+    out.extend(unconfigured.iter().map(|u| ProviderHealth {
+        name: u.name.clone(),
+        kind: u.kind.to_string(),
+        url: u.url.clone(),
+        discovery: "not in use".into(),
+        connected: false,
+        last_poll: None,
+        last_error: Some(u.reason.clone()),
+        rate_limit: None,
+    }));
+    out
+}
+
 /// The scheduler's counts, for the control API.
 fn publish(live: &LiveTx, m: &Machine) {
     let (active, queued) = (m.active() as u32, m.queued() as u32);
@@ -658,7 +739,7 @@ fn publish(live: &LiveTx, m: &Machine) {
 
 /// Polls one provider at its interval, backing off on errors and waiting out rate limits; reports its
 /// health to the live status.
-async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>, live: Arc<LiveTx>) {
+async fn poller(p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>, live: Arc<LiveTx>) {
     let mut failures = 0u32;
     loop {
         let result = p.poll().await;
@@ -681,7 +762,7 @@ async fn poller(index: usize, p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Ms
                     counted = outcome.counted_requests,
                     "polled"
                 );
-                if tx.send(Msg::Polled { provider: index, jobs: outcome.jobs }).is_err() {
+                if tx.send(Msg::Polled { provider: p.name().to_string(), jobs: outcome.jobs }).is_err() {
                     return;
                 }
                 p.poll_interval()

@@ -14,24 +14,22 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::forge::{ForgeJob, Hook, Provider};
+use crate::forge::build::ProviderSet;
+use crate::forge::{ForgeJob, Hook};
 
 pub const MAX_BODY: usize = 1 << 20;
 const REMEMBERED_DELIVERIES: usize = 10_000;
 
 struct Shared {
-    providers: Vec<Arc<dyn Provider>>,
-    tx: mpsc::UnboundedSender<(usize, ForgeJob)>,
+    providers: ProviderSet,
+    tx: mpsc::UnboundedSender<(String, ForgeJob)>,
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
-/// Serves deliveries on `listener` until the task is dropped; verified jobs go to `tx` with the index of
-/// their provider.
-pub async fn serve(
-    listener: TcpListener,
-    providers: Vec<Arc<dyn Provider>>,
-    tx: mpsc::UnboundedSender<(usize, ForgeJob)>,
-) {
+/// Serves deliveries on `listener` until the task is dropped; verified jobs go to `tx` with the name of
+/// their provider. The providers are looked up per delivery, so a provider added or replaced while the
+/// daemon runs takes deliveries at once.
+pub async fn serve(listener: TcpListener, providers: ProviderSet, tx: mpsc::UnboundedSender<(String, ForgeJob)>) {
     let shared = Arc::new(Shared { providers, tx, seen: Mutex::new((HashSet::new(), VecDeque::new())) });
     let app = Router::new()
         .route("/hooks/{forge}/{owner}", axum::routing::post(deliver))
@@ -52,7 +50,8 @@ async fn deliver(
     body: Bytes,
 ) -> impl IntoResponse {
     let path = format!("/hooks/{forge}/{owner}");
-    let Some((index, p)) = s.providers.iter().enumerate().find(|(_, p)| p.webhook_path() == path) else {
+    let found = crate::forge::build::snapshot(&s.providers).into_iter().find(|p| p.webhook_path() == path);
+    let Some(p) = found else {
         return (StatusCode::NOT_FOUND, "no provider here".to_string());
     };
     let Some(hook) = p.webhook() else { return (StatusCode::NOT_FOUND, "webhooks are not configured".into()) };
@@ -84,7 +83,7 @@ async fn deliver(
             (StatusCode::OK, "ignored".into())
         }
         Hook::Job(job) => {
-            let _ = s.tx.send((index, job));
+            let _ = s.tx.send((p.name().to_string(), job));
             (StatusCode::ACCEPTED, "accepted".into())
         }
     }

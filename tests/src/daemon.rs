@@ -127,7 +127,10 @@ impl Daemon {
                 return st.code();
             }
             if Instant::now() > deadline {
+                // It did not stop: kill it, and remove what it leaves, so a failing test leaks nothing.
                 let _ = child.kill();
+                let _ = child.wait();
+                let _ = ephemerd(self.data.path(), &self.config, &["cleanup"]);
                 return None;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -289,38 +289,53 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathB
     found
 }
 
+/// Waits until the provider `name` is listed with `connected` (and, if not, an error containing `error`).
+async fn provider_state(c: &mut ephemerd_proto::Client, name: &str, connected: bool, error: &str, d: &Daemon) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ps = c.list_providers(v1::ListProvidersRequest {}).await.unwrap().into_inner().providers;
+        if ps.iter().any(|p| p.name == name && p.connected == connected && p.last_error.contains(error)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never became {connected}/{error:?}: {ps:#?}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_credential_set_through_the_api_lives_in_the_keyring_only_and_serves_after_a_restart() {
+async fn credentials_live_in_the_keyring_only_apply_at_once_and_serve_after_a_restart() {
     use ephemerd_e2e::secret_service::SecretService;
     let _s = serial();
     let keyring = SecretService::start();
     let fake = FakeGithub::start(TOKEN).await;
     let mut d = Daemon::prepare(&fake, 1, "");
     d.env = keyring.env();
-    // With neither a token nor a stored credential, serve refuses to start and says how to fix it.
     d.token = false;
-    let out = std::process::Command::new(ephemerd_bin())
-        .arg("--data-dir")
-        .arg(d.data.path())
-        .arg("--config")
-        .arg(&d.config)
-        .arg("serve")
-        .envs(keyring.env())
-        .env_remove("GITHUB_TOKEN")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("ephemerd credential set github:octo-org"), "{err}");
 
-    // Started with the token once, the daemon is given it through the API (the CLI reads it on stdin).
-    d.token = true;
+    // No token and nothing stored: the daemon runs, and says what the forge lacks.
     d.start();
     wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
+    let mut c = client(&d).await;
+    provider_state(&mut c, "github:octo-org", false, "ephemerd credential set github:octo-org", &d).await;
+    let status = d.ctl(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("no credentials"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+
+    // Stored through the CLI (the token read on stdin), it is used at once.
     let out = d.ctl_with_input(&["credential", "set", "github:octo-org"], &format!("{TOKEN}\n"));
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("stored in the OS keyring"));
-    let mut c = client(&d).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stored in the OS keyring and in use"));
+    provider_state(&mut c, "github:octo-org", true, "", &d).await;
+    let polled = || fake.seen().iter().any(|r| r.path_and_query.contains("/actions/runs") && r.status == 200);
+    wait_until("a poll with the stored token", Duration::from_secs(30), polled, &d).await;
+
     let e = c
         .set_credential(v1::SetCredentialRequest { provider: "not a provider".into(), secret: "x".into() })
         .await
@@ -331,23 +346,34 @@ async fn a_credential_set_through_the_api_lives_in_the_keyring_only_and_serves_a
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "an empty secret is refused");
+
+    // A forge added to the config joins at a reload, with its own stored credential.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let second = format!(
+        "\n[[github]]\nowner = \"other-org\"\nrepos = [\"svc\"]\napi_url = \"{}\"\npoll_interval = \"1s\"\n",
+        fake.url()
+    );
+    std::fs::write(&d.config, format!("{text}{second}")).unwrap();
+    let r = c.reload_config(v1::ReloadConfigRequest {}).await.unwrap().into_inner();
+    assert_eq!(r.applied, vec!["github".to_string()]);
+    provider_state(&mut c, "github:other-org", false, "credential set github:other-org", &d).await;
+    let out = d.ctl_with_input(&["credential", "set", "github:other-org"], &format!("{TOKEN}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    provider_state(&mut c, "github:other-org", true, "", &d).await;
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 
-    // Restarted without any token: the keyring's serves, and polls succeed.
-    d.token = false;
+    // Restarted without any token: the keyring's serve.
     d.start();
     wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
     let mut c = client(&d).await;
-    let connected = async {
-        loop {
-            let p = c.list_providers(v1::ListProvidersRequest {}).await.unwrap().into_inner().providers;
-            if p.first().is_some_and(|p| p.connected) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), connected).await.expect("polls with the stored token");
+    provider_state(&mut c, "github:octo-org", true, "", &d).await;
+
+    // Deleted, the forge stops being used at once.
+    let out = d.ctl(&["--json", "credential", "delete", "github:octo-org"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["existed"], true);
+    provider_state(&mut c, "github:octo-org", false, "no credentials", &d).await;
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 
     // The token is in no file of the data dir or the config dir, and in no log.
@@ -355,18 +381,5 @@ async fn a_credential_set_through_the_api_lives_in_the_keyring_only_and_serves_a
     assert!(files_containing(d.data.path(), TOKEN).is_empty(), "{:?}", files_containing(d.data.path(), TOKEN));
     assert!(files_containing(&config_dir, TOKEN).is_empty());
     assert!(!d.log().contains(TOKEN));
-
-    // Deleted, it is gone: the next start refuses again.
-    d.start();
-    wait_until("the control socket", Duration::from_secs(60), || d.socket().exists(), &d).await;
-    let out = d.ctl(&["--json", "credential", "delete", "github:octo-org"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["existed"], true);
-    assert_eq!(d.stop(), Some(0), "{}", d.log());
-    d.start();
-    let mut child = d.child.take().unwrap();
-    let code = tokio::task::block_in_place(|| child.wait().unwrap().code());
-    assert_eq!(code, Some(2), "{}", d.log());
     d.assert_clean();
 }

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use ephemerd::config::Config;
-use ephemerd::forge::Provider;
 use ephemerd::forge::Secret;
-use ephemerd::forge::github::Github;
+use ephemerd::forge::build;
 use ephemerd::platform::DataDirs;
 use ephemerd::secrets::{CredentialStore, Keyring};
-use ephemerd::serve::Serve;
+use ephemerd::serve::{ProviderUpdate, Serve};
 
 use ephemerd::control;
 use ephemerd::control::live::Live;
@@ -28,23 +27,8 @@ pub async fn serve(
 ) -> anyhow::Result<u8> {
     let flag_token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
     let credentials: Arc<dyn CredentialStore> = Arc::new(Keyring);
-    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
-    for g in &cfg.github {
-        // --token or GITHUB_TOKEN first, then the OS keyring (`ephemerd credential set github:<owner>`).
-        let token = match (&flag_token, &g.app) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(_)) => None,
-            (None, None) => {
-                let name = format!("github:{}", g.owner);
-                tokio::task::block_in_place(|| credentials.get(&name))
-                    .map_err(|e| usage(format!("{name}: no --token or GITHUB_TOKEN, and {e}")))?
-            }
-        };
-        providers.push(Arc::new(Github::new(g.clone(), token).map_err(usage)?));
-    }
-    if providers.is_empty() {
-        return Err(usage("no forge configured: add a [[github]] section to the config (see docs/configuration.md)"));
-    }
+    // Forges without credentials are reported in the status, not fatal: they can be fixed live.
+    let built = tokio::task::block_in_place(|| build::build(&cfg, flag_token.as_ref(), credentials.as_ref()));
     cfg.runner.dir = ephemerd::runner::ensure(&cfg.runner, &dirs.root.join("runners")).await.map_err(usage)?;
     if cfg.runner.dir.is_none() {
         return Err(usage(
@@ -61,7 +45,8 @@ pub async fn serve(
     };
     let session = Session::start(&cfg, &dirs).await?;
     let result = async {
-        let serve = Serve::new(cfg.clone(), session.runtime.clone(), providers)?;
+        let update = ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured };
+        let serve = Serve::new(cfg.clone(), session.runtime.clone(), update)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
             control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])
@@ -76,7 +61,8 @@ pub async fn serve(
             controls: tx,
             dirs: dirs.clone(),
             credentials,
-            providers: serve.providers().to_vec(),
+            providers: serve.providers(),
+            flag_token,
             config_path,
             config: cfg.clone(),
         });

@@ -15,7 +15,8 @@ use super::convert::{self, Host, JobRef};
 use super::errors::ControlError;
 use super::live::{DaemonMode, Live};
 use crate::config::Config;
-use crate::forge::{Provider, Secret};
+use crate::forge::Secret;
+use crate::forge::build::ProviderSet;
 use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
 use crate::secrets::CredentialStore;
@@ -36,7 +37,9 @@ pub struct Parts {
     pub controls: mpsc::UnboundedSender<Control>,
     pub dirs: DataDirs,
     pub credentials: Arc<dyn CredentialStore>,
-    pub providers: Vec<Arc<dyn Provider>>,
+    pub providers: ProviderSet,
+    /// A `--token`/`GITHUB_TOKEN` the daemon was started with (it wins over the keyring).
+    pub flag_token: Option<Secret>,
     /// The config file (re-read by `ReloadConfig`), and the config the daemon runs with.
     pub config_path: Option<std::path::PathBuf>,
     pub config: Config,
@@ -49,7 +52,8 @@ pub struct ControlService {
     controls: mpsc::UnboundedSender<Control>,
     dirs: DataDirs,
     credentials: Arc<dyn CredentialStore>,
-    providers: Vec<Arc<dyn Provider>>,
+    providers: ProviderSet,
+    flag_token: Option<Secret>,
     /// The config file, and the config as running (reloads change what they can of it).
     config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
 }
@@ -64,6 +68,7 @@ impl ControlService {
             dirs: p.dirs,
             credentials: p.credentials,
             providers: p.providers,
+            flag_token: p.flag_token,
             config,
         }
     }
@@ -113,6 +118,27 @@ impl ControlService {
                     }),
                 }
             }
+        }
+    }
+
+    /// Builds the providers again from `cfg` and the credentials now stored, and hands them to the event
+    /// loop (a credential or a `[[github]]` section changed).
+    async fn rebuild_providers(&self, cfg: Config) -> Result<(), ControlError> {
+        let (store, flag) = (self.credentials.clone(), self.flag_token.clone());
+        let built =
+            tokio::task::spawn_blocking(move || crate::forge::build::build(&cfg, flag.as_ref(), store.as_ref()))
+                .await
+                .map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
+        self.send(Control::Providers(crate::serve::ProviderUpdate {
+            providers: built.providers,
+            unconfigured: built.unconfigured,
+        }))
+    }
+
+    fn running_config(&self) -> Config {
+        match self.config.lock() {
+            Ok(g) => g.1.clone(),
+            Err(e) => e.into_inner().1.clone(),
         }
     }
 
@@ -304,13 +330,21 @@ impl ControlApi for ControlService {
         &self,
         _: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigReply>, Status> {
-        let mut guard = self.config.lock().map_err(|_| Status::internal("config lock poisoned"))?;
-        let (path, running) = &mut *guard;
-        let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
-        let plan = crate::config::reload_plan(running, &new);
-        if !plan.applied.is_empty() {
+        let (plan, new) = {
+            let mut guard = self.config.lock().map_err(|_| Status::internal("config lock poisoned"))?;
+            let (path, running) = &mut *guard;
+            let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
+            let plan = crate::config::reload_plan(running, &new);
+            if !plan.applied.is_empty() {
+                crate::config::apply_live(running, &new);
+            }
+            (plan, new)
+        };
+        if plan.applied.iter().any(|k| k != "github") {
             self.send(Control::Reload(Box::new(new.clone())))?;
-            crate::config::apply_live(running, &new);
+        }
+        if plan.applied.iter().any(|k| k == "github") {
+            self.rebuild_providers(new).await?;
         }
         tracing::info!(applied = ?plan.applied, needs_restart = ?plan.needs_restart, "config reloaded");
         Ok(Response::new(v1::ReloadConfigReply { applied: plan.applied, needs_restart: plan.needs_restart }))
@@ -329,7 +363,8 @@ impl ControlApi for ControlService {
         req: Request<v1::TestProviderRequest>,
     ) -> Result<Response<v1::TestProviderReply>, Status> {
         let name = req.into_inner().name;
-        let p = self.providers.iter().find(|p| p.name() == name).ok_or(ControlError::ProviderNotFound(name))?;
+        let providers = crate::forge::build::snapshot(&self.providers);
+        let p = providers.iter().find(|p| p.name() == name).ok_or(ControlError::ProviderNotFound(name))?;
         let t = p.test().await;
         Ok(Response::new(v1::TestProviderReply { ok: t.ok, missing_permissions: t.missing, message: t.message }))
     }
@@ -347,7 +382,12 @@ impl ControlApi for ControlService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(ControlError::from)?;
         tracing::info!(provider = %name, "credential stored in the OS keyring");
-        let note = "stored in the OS keyring; the daemon uses it from its next start (a --token or environment variable still wins)";
+        self.rebuild_providers(self.running_config()).await?;
+        let note = if self.flag_token.is_some() {
+            "stored in the OS keyring; the daemon was started with --token or GITHUB_TOKEN, which still wins"
+        } else {
+            "stored in the OS keyring and in use"
+        };
         Ok(Response::new(v1::SetCredentialReply { note: note.into() }))
     }
 
@@ -363,6 +403,7 @@ impl ControlApi for ControlService {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(ControlError::from)?;
         tracing::info!(provider = %name, existed, "credential deleted from the OS keyring");
+        self.rebuild_providers(self.running_config()).await?;
         Ok(Response::new(v1::DeleteCredentialReply { existed }))
     }
 }

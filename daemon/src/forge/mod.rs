@@ -3,6 +3,7 @@
 //! just-in-time runner for a job it is given (`claim`), deregisters it (`release`), and lists the runners it
 //! registered (for reconciliation after a crash). Each provider module is the only importer of its client.
 
+pub mod build;
 pub mod github;
 
 use std::fmt;

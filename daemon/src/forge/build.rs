@@ -1,0 +1,81 @@
+//! Building the configured providers with their credentials: `--token`/`GITHUB_TOKEN` first, then the OS
+//! keyring (`github:<owner>`), or the GitHub App's key. A provider that cannot be built (no credentials,
+//! an unreadable key) is not an error for the daemon: it is reported as unconfigured, with the reason,
+//! so the daemon still runs and the user can fix it through the control API (`SetCredential`,
+//! `ReloadConfig`) without a restart.
+
+use std::sync::{Arc, RwLock};
+
+use super::github::Github;
+use super::{Provider, Secret};
+use crate::config::Config;
+use crate::secrets::CredentialStore;
+
+/// The providers in use, shared by the event loop, the webhook endpoint and the control API.
+pub type ProviderSet = Arc<RwLock<Vec<Arc<dyn Provider>>>>;
+
+/// A configured provider that is not running, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unconfigured {
+    pub name: String,
+    pub kind: &'static str,
+    pub url: String,
+    pub reason: String,
+}
+
+#[derive(Default)]
+pub struct Built {
+    pub providers: Vec<Arc<dyn Provider>>,
+    pub unconfigured: Vec<Unconfigured>,
+}
+
+/// Builds every configured provider (blocking: the keyring may be asked).
+pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn CredentialStore) -> Built {
+    let mut out = Built::default();
+    for g in &cfg.github {
+        let name = format!("github:{}", g.owner);
+        let token = match (flag_token, &g.app) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(_)) => Ok(None),
+            (None, None) => credentials.get(&name).map_err(|e| format!("no --token or GITHUB_TOKEN, and {e}")),
+        };
+        let built = token.and_then(|t| Github::new(g.clone(), t).map_err(|e| e.to_string()));
+        match built {
+            Ok(p) => out.providers.push(Arc::new(p)),
+            Err(reason) => out.unconfigured.push(Unconfigured { name, kind: "github", url: g.api_url.clone(), reason }),
+        }
+    }
+    out
+}
+
+/// Reads a provider set (a poisoned lock still holds the last list).
+pub fn snapshot(set: &ProviderSet) -> Vec<Arc<dyn Provider>> {
+    match set.read() {
+        Ok(v) => v.clone(),
+        Err(e) => e.into_inner().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Memory;
+
+    // The GitHub client needs a runtime to be built in.
+    #[tokio::test]
+    async fn credentials_come_from_the_flag_then_the_keyring_and_a_missing_one_is_reported() {
+        let cfg = Config::parse("[[github]]\nowner = \"a\"\n[[github]]\nowner = \"b\"").unwrap();
+        let keyring = Memory::default();
+        let none = build(&cfg, None, &keyring);
+        assert!(none.providers.is_empty());
+        assert_eq!(none.unconfigured.len(), 2);
+        assert!(none.unconfigured[0].reason.contains("ephemerd credential set github:a"), "{:?}", none.unconfigured);
+        keyring.set("github:b", &Secret::new("ghp_b")).unwrap();
+        let some = build(&cfg, None, &keyring);
+        assert_eq!(some.providers.iter().map(|p| p.name().to_string()).collect::<Vec<_>>(), vec!["github:b"]);
+        assert_eq!(some.unconfigured.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), vec!["github:a"]);
+        let all = build(&cfg, Some(&Secret::new("ghp_flag")), &keyring);
+        assert_eq!((all.providers.len(), all.unconfigured.len()), (2, 0));
+        assert!(!format!("{:?}", all.unconfigured).contains("ghp_"));
+    }
+}

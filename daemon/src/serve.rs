@@ -517,6 +517,7 @@ impl Serve {
                     let Some(t) = tracked.get(&key) else { continue };
                     let (rt, p, claim, id) =
                         (self.runtime.clone(), t.provider.clone(), t.claim.clone(), t.runtime_id.clone());
+                    let job = t.job.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
                     tokio::spawn(
@@ -544,6 +545,10 @@ impl Serve {
                             }
                             let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
                             let _ = tx.send(Msg::Machine(Event::Cleaned(key)));
+                            // After the slot is free: the history learns how the job ended.
+                            if claim.is_some() {
+                                record_conclusion(&rt, p.as_ref(), &job).await;
+                            }
                         }
                         .instrument(span),
                     );
@@ -662,6 +667,29 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
     let phase = if success { "finished" } else { "failed" };
     let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);
     let _ = tx.send(exited(success));
+}
+
+/// Asks the forge how a job ended, for the history (a conclusion of ours, such as `killed`, stays). The
+/// runner reports before it exits, but the forge may take a moment to say so: asked a few times.
+async fn record_conclusion(rt: &Runtime, p: &dyn Provider, job: &ForgeJob) {
+    let ours = rt.store().forge_job(&job.provider, job.id).ok().flatten().and_then(|r| r.conclusion);
+    if ours.is_some() {
+        return;
+    }
+    for attempt in 0..4u64 {
+        match p.conclusion(job).await {
+            Ok(Some(c)) => {
+                info!(conclusion = %c, "the forge's conclusion");
+                let _ = rt.store().forge_job_outcome(&job.provider, job.id, None, Some(&c));
+                return;
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(500 << attempt)).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot ask the forge how the job ended");
+                return;
+            }
+        }
+    }
 }
 
 /// The IPv4 addresses of the hosts of `urls` (a forge on a private network must stay reachable).

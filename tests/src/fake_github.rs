@@ -682,6 +682,14 @@ fn route(s: &mut GhState, method: &Method, uri: &Uri, body: &Bytes, h: &mut Head
             let jobs: Vec<Value> = rs.jobs.iter().filter(|j| j["run_id"] == run_id).cloned().collect();
             (200, page(&base, uri, "jobs", jobs, h))
         }
+        (Method::GET, ["repos", o, r, "actions", "jobs", job_id]) => {
+            let repo = format!("{o}/{r}");
+            let Ok(job_id) = job_id.parse::<u64>() else { return error(404, "Not Found") };
+            match s.repos.get(&repo).and_then(|rs| rs.jobs.iter().find(|j| j["id"] == job_id)) {
+                Some(j) => (200, j.clone()),
+                None => error(404, "Not Found"),
+            }
+        }
         (Method::GET, ["orgs", org, "repos"]) => {
             let repos: Vec<Value> = s
                 .repos

@@ -113,7 +113,17 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     let (a, b, e) = (text.find("line-1").unwrap(), text.find("line-2").unwrap(), text.find("all-done").unwrap());
     assert!(a < b && b < e, "{text}");
 
-    // History and lookups.
+    // History and lookups; the forge's conclusion is asked once the job is cleaned up.
+    let concluded = async {
+        loop {
+            let j = c.clone().get_job(v1::GetJobRequest { id: job.to_string() }).await.unwrap().into_inner();
+            if !j.conclusion.is_empty() {
+                return j.conclusion;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(tokio::time::timeout(Duration::from_secs(30), concluded).await.unwrap(), "success");
     let got = c.get_job(v1::GetJobRequest { id: format!("github:octo-org#{job}") }).await.unwrap().into_inner();
     assert_eq!((got.repo.as_str(), got.name.as_str(), got.exit_code), ("octo-org/app", "logged", Some(0)));
     assert!(

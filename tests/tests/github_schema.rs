@@ -50,6 +50,12 @@ async fn the_fakes_answers_validate_against_githubs_openapi_description() {
         "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
         None,
     );
+    call(
+        "GET",
+        &format!("/repos/octo-org/app/actions/jobs/{job}"),
+        "/repos/{owner}/{repo}/actions/jobs/{job_id}",
+        None,
+    );
     let jit = "/repos/{owner}/{repo}/actions/runners/generate-jitconfig";
     let req = json!({"name": "ephemerd-schema-1", "runner_group_id": 1, "labels": ["self-hosted", "Linux", "X64"], "work_folder": "_work"});
     let (st, created) = call("POST", "/repos/octo-org/app/actions/runners/generate-jitconfig", jit, Some(req.clone()));

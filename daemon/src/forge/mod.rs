@@ -206,6 +206,11 @@ pub trait Provider: Send + Sync {
     async fn release(&self, scope: &str, runner_id: u64) -> Result<(), ForgeError>;
     /// Runners this provider's scopes hold whose names start with `prefix`.
     async fn runners(&self, prefix: &str) -> Result<Vec<RunnerInfo>, ForgeError>;
+    /// The forge's conclusion for a job (`success`, `failure`, `cancelled`…), once the forge calls it
+    /// completed; `None` before that, or for a forge that does not say.
+    async fn conclusion(&self, _job: &ForgeJob) -> Result<Option<String>, ForgeError> {
+        Ok(None)
+    }
     /// Checks the URL and the credentials, naming what is missing (read-only requests only).
     async fn test(&self) -> ProviderTest;
     /// URLs a runner of this provider must reach (the job's egress firewall lets their addresses through).

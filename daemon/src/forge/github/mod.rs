@@ -250,6 +250,14 @@ impl Provider for Github {
         self.webhook_secret.as_ref().map(|_| self as &dyn super::Webhook)
     }
 
+    async fn conclusion(&self, job: &ForgeJob) -> Result<Option<String>, ForgeError> {
+        let got = self.api.get("get a job", &format!("/repos/{}/actions/jobs/{}", job.repo, job.id)).await?;
+        Ok(match status_of(&got.body) {
+            JobStatus::Completed { conclusion } => conclusion,
+            _ => None,
+        })
+    }
+
     async fn test(&self) -> super::ProviderTest {
         let fail = |message: String| super::ProviderTest { ok: false, missing: vec![], message };
         // /rate_limit answers any valid credentials and costs no rate limit.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, ProfileConfig};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
 use crate::forge::build::{ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
@@ -31,7 +31,8 @@ struct Tracked {
     job: ForgeJob,
     provider: Arc<dyn Provider>,
     labels: Vec<String>,
-    profile: Option<usize>,
+    /// The label profile the job was routed to, as it was then (a reload does not change a waiting job).
+    profile: Option<ProfileConfig>,
     runner_name: String,
     claim: Option<Claim>,
     runtime_id: Option<String>,
@@ -137,8 +138,16 @@ impl Serve {
     pub async fn reconcile(&self) -> Result<(), ServeError> {
         let store = self.runtime.store();
         for rec in store.unfinished_forge_jobs()? {
-            store.forge_job_outcome(&rec.provider, rec.forge_job_id, None, Some("abandoned: ephemerd restarted"))?;
-            store.forge_job_phase(&rec.provider, rec.forge_job_id, "failed")?;
+            // A job that ended before the crash keeps its outcome; one cut short is closed as abandoned.
+            if !matches!(rec.phase.as_str(), "finished" | "failed") {
+                store.forge_job_outcome(
+                    &rec.provider,
+                    rec.forge_job_id,
+                    None,
+                    Some("abandoned: ephemerd restarted"),
+                )?;
+                store.forge_job_phase(&rec.provider, rec.forge_job_id, "failed")?;
+            }
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
         }
         crate::history::prune(store, self.runtime.dirs(), &self.cfg.history);
@@ -222,6 +231,7 @@ impl Serve {
                         for ev in self.polled(&provider, jobs, &mut tracked, &machine) {
                             self.dispatch(machine.handle(ev, Instant::now()), &mut tracked, &tx);
                         }
+                        self.forget_dropped(&mut tracked, &machine);
                         publish(&live, &machine);
                         continue;
                     }
@@ -311,7 +321,7 @@ impl Serve {
                         info!(?timeout, "draining: no new jobs; exiting when running ones are done");
                         live.send_modify(|l| if l.mode != DaemonMode::Stopping {
                             l.mode = DaemonMode::Draining;
-                            l.drain_deadline = Some(SystemTime::now() + timeout);
+                            l.drain_deadline = SystemTime::now().checked_add(timeout);
                         });
                         Event::Drain { timeout }
                     }
@@ -331,12 +341,43 @@ impl Serve {
                 break;
             }
             self.dispatch(actions, &mut tracked, &tx);
+            self.forget_dropped(&mut tracked, &machine);
             publish(&live, &machine);
         }
         for p in pollers.into_iter().chain(polling) {
             p.abort();
         }
         Ok(0)
+    }
+
+    /// Jobs the scheduler let go of without running them (taken elsewhere, cancelled, refused by the forge):
+    /// their journal records are closed, so the history says so and nothing waits on them. A journal
+    /// record left `claiming` by a claim that will be retried goes back to `queued`.
+    fn forget_dropped(&self, tracked: &mut HashMap<JobKey, Tracked>, m: &Machine) {
+        let store = self.runtime.store();
+        tracked.retain(|key, t| match m.phase(key) {
+            Some(crate::scheduler::machine::Phase::Queued) if t.claim.is_none() => {
+                if let Ok(Some(r)) = store.forge_job(&key.provider, key.forge_job_id) {
+                    if r.phase == "claiming" {
+                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "queued");
+                    }
+                }
+                true
+            }
+            Some(_) => true,
+            None => {
+                if t.claim.is_none() {
+                    let _ = store.forge_job_outcome(
+                        &key.provider,
+                        key.forge_job_id,
+                        None,
+                        Some("gone: taken elsewhere or cancelled"),
+                    );
+                }
+                let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+                false
+            }
+        });
     }
 
     /// Stops a job's container at the owner's request: its runner ends, and the job is cleaned up as usual.
@@ -415,13 +456,18 @@ impl Serve {
         let key = JobKey { provider: job.provider.clone(), forge_job_id: job.id };
         match &job.status {
             JobStatus::Queued => {
-                if tracked.contains_key(&key) {
+                if let Some(t) = tracked.get_mut(&key) {
+                    // A provider rebuilt since (new credentials) serves the claims still to come.
+                    if t.claim.is_none() && !Arc::ptr_eq(&t.provider, p) {
+                        t.provider = p.clone();
+                    }
                     return Some(Event::Queued(key));
                 }
                 let (os, arch) = github_platform_labels();
                 let base = base_labels(os, arch, p.labels());
                 let (profile, labels) = route(&job.labels, &base, &self.profiles)?;
-                if self.runner_cmd(profile).is_none() {
+                let profile = profile.and_then(|i| self.cfg.scheduler.profiles.get(i).cloned());
+                if self.runner_cmd(profile.as_ref()).is_none() {
                     tracing::debug!(job = job.id, "no runner for this job's profile (no runner tree, no runner_cmd)");
                     return None;
                 }
@@ -486,7 +532,7 @@ impl Serve {
                     let Some(t) = tracked.get(&key) else { continue };
                     let Some(claim) = t.claim.clone() else { continue };
                     let (image, limits) = self.image_and_limits(t);
-                    let cmd = self.runner_cmd(t.profile).unwrap_or_default();
+                    let cmd = self.runner_cmd(t.profile.as_ref()).unwrap_or_default();
                     let endpoints = t.provider.endpoints();
                     let rt = self.runtime.clone();
                     let tx = tx.clone();
@@ -559,13 +605,13 @@ impl Serve {
     }
 
     /// The runner command for a profile: its `runner_cmd`, else the runner tree's `run.sh`, else none.
-    fn runner_cmd(&self, profile: Option<usize>) -> Option<Vec<String>> {
-        let own = profile.and_then(|i| self.cfg.scheduler.profiles.get(i)).and_then(|p| p.runner_cmd.clone());
+    fn runner_cmd(&self, profile: Option<&ProfileConfig>) -> Option<Vec<String>> {
+        let own = profile.and_then(|p| p.runner_cmd.clone());
         own.or_else(|| self.cfg.runner.dir.as_ref().map(|_| vec!["/actions-runner/run.sh".to_string()]))
     }
 
     fn image_and_limits(&self, t: &Tracked) -> (String, Limits) {
-        let profile = t.profile.and_then(|i| self.cfg.scheduler.profiles.get(i));
+        let profile = t.profile.as_ref();
         let image = profile
             .and_then(|p| p.image.clone())
             .or_else(|| t.provider.default_image().map(String::from))
@@ -661,8 +707,11 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
             false
         }
     };
-    if let Err(e) = crate::history::cap_log(&rt.dirs().job_log(&id), log_max) {
-        warn!(error = %e, "cannot cut the job's log to history.log_max");
+    let log = rt.dirs().job_log(&id);
+    match tokio::task::spawn_blocking(move || crate::history::cap_log(&log, log_max)).await {
+        Ok(Err(e)) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
+        Err(e) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
+        Ok(Ok(())) => {}
     }
     let phase = if success { "finished" } else { "failed" };
     let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);

@@ -332,8 +332,8 @@ impl Store {
     }
 
     /// Records a job first seen queued. A second report of the same job changes nothing, unless its record
-    /// was closed without the job ever finishing (abandoned at a restart): the forge queued it again, and
-    /// the record starts over.
+    /// was closed without the job ever finishing (abandoned at a restart, or gone from the queue): the
+    /// forge queued it again, and the record starts over.
     #[allow(clippy::too_many_arguments)]
     pub fn forge_job_seen(
         &self,
@@ -355,7 +355,7 @@ impl Store {
                     phase = 'queued', runner_name = NULL, runner_id = NULL, scope = NULL, image = NULL,
                     runtime_id = NULL, exit_code = NULL, conclusion = NULL, queued_at = ?9, claimed_at = NULL,
                     started_at = NULL, finished_at = NULL, cleaned_at = NULL
-                 WHERE cleaned_at IS NOT NULL AND conclusion LIKE 'abandoned%'",
+                 WHERE cleaned_at IS NOT NULL AND (conclusion LIKE 'abandoned%' OR conclusion LIKE 'gone%')",
                 params![provider, id as i64, run_id as i64, repo, workflow, name, labels, html_url, now()],
             )
             .map(drop)
@@ -471,7 +471,16 @@ impl Store {
         if self.changes.receiver_count() == 0 {
             return;
         }
-        if let Ok(Some(rec)) = self.forge_job(provider, id) {
+        // Read and send under the connection's lock, so watchers get changes in the order they were made.
+        let Ok(conn) = self.conn.lock() else { return };
+        let rec = conn
+            .query_row(
+                &format!("{FORGE_JOB_SELECT} WHERE provider = ?1 AND forge_job_id = ?2"),
+                params![provider, id as i64],
+                row_to_forge_job,
+            )
+            .optional();
+        if let Ok(Some(rec)) = rec {
             let _ = self.changes.send(rec);
         }
     }

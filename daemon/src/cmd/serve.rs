@@ -29,6 +29,8 @@ pub async fn serve(
     let credentials: Arc<dyn CredentialStore> = Arc::new(Keyring);
     // Forges without credentials are reported in the status, not fatal: they can be fixed live.
     let built = tokio::task::block_in_place(|| build::build(&cfg, flag_token.as_ref(), credentials.as_ref()));
+    // The config as the file says (a reload compares with this), before the runner is resolved into it.
+    let as_read = cfg.clone();
     cfg.runner.dir = ephemerd::runner::ensure(&cfg.runner, &dirs.root.join("runners")).await.map_err(usage)?;
     if cfg.runner.dir.is_none() {
         return Err(usage(
@@ -64,7 +66,7 @@ pub async fn serve(
             providers: serve.providers(),
             flag_token,
             config_path,
-            config: cfg.clone(),
+            config: as_read,
         });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(

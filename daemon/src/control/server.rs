@@ -25,8 +25,12 @@ use crate::store::{ForgeJobRecord, JobFilter, Store};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Phases in which a job's runner is (or is about to be) in its container.
-const RUNNING: [&str; 2] = ["starting", "running"];
+/// The phase in which a job's runner runs in its container (and can be killed).
+const RUNNING: [&str; 1] = ["running"];
+/// The longest drain a client may ask for.
+const MAX_DRAIN_SECS: i64 = 7 * 86400;
+/// How often the data dir's size is measured again (walking it is not free).
+const DISK_EVERY: Duration = Duration::from_secs(60);
 /// Phases after which nothing more is written to a job's log.
 const ENDED: [&str; 3] = ["finished", "failed", "cleaned"];
 
@@ -54,6 +58,8 @@ pub struct ControlService {
     credentials: Arc<dyn CredentialStore>,
     providers: ProviderSet,
     flag_token: Option<Secret>,
+    /// The data dir's size, and when it was measured.
+    disk: Arc<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
     /// The config file, and the config as running (reloads change what they can of it).
     config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
 }
@@ -69,6 +75,7 @@ impl ControlService {
             credentials: p.credentials,
             providers: p.providers,
             flag_token: p.flag_token,
+            disk: Arc::new(std::sync::Mutex::new(None)),
             config,
         }
     }
@@ -89,8 +96,18 @@ impl ControlService {
             healthy,
             detail: if healthy { "answering".into() } else { "not answering on its socket".into() },
         };
-        let root = self.dirs.root.clone();
-        let bytes = tokio::task::spawn_blocking(move || dir_size(&root)).await.unwrap_or(0);
+        let cached = self.disk.lock().ok().and_then(|d| *d).filter(|(at, _)| at.elapsed() < DISK_EVERY);
+        let bytes = match cached {
+            Some((_, b)) => b,
+            None => {
+                let root = self.dirs.root.clone();
+                let b = tokio::task::spawn_blocking(move || dir_size(&root)).await.unwrap_or(0);
+                if let Ok(mut d) = self.disk.lock() {
+                    *d = Some((std::time::Instant::now(), b));
+                }
+                b
+            }
+        };
         Host { containerd, data_dir: self.dirs.root.display().to_string(), data_dir_bytes: bytes }
     }
 
@@ -320,7 +337,11 @@ impl ControlApi for ControlService {
             Some(d) if d.seconds < 0 || d.nanos < 0 => {
                 return Err(ControlError::InvalidField { field: "timeout", message: "negative".into() }.into());
             }
-            Some(d) => Some(Duration::new(d.seconds as u64, d.nanos as u32)),
+            Some(d) if d.seconds > MAX_DRAIN_SECS => {
+                let message = format!("{} s is over the limit of {MAX_DRAIN_SECS} s (a week)", d.seconds);
+                return Err(ControlError::InvalidField { field: "timeout", message }.into());
+            }
+            Some(d) => Some(Duration::new(d.seconds as u64, d.nanos.min(999_999_999) as u32)),
         };
         let draining = |l: &Live| matches!(l.mode, DaemonMode::Draining | DaemonMode::Stopping);
         Ok(Response::new(self.control(Control::Drain(timeout), draining).await?))
@@ -419,6 +440,10 @@ async fn follow_log(
 ) {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut changes = store.subscribe();
+    // Read again now that changes are seen: one made before the subscription is not missed.
+    if let Ok(Some(r)) = store.forge_job(&rec.provider, rec.forge_job_id) {
+        rec = r;
+    }
     let id = convert::job_id(&rec.provider, rec.forge_job_id);
     // A job without a container yet: wait for one (or for the job to end without one).
     while rec.runtime_id.is_none() {
@@ -429,7 +454,12 @@ async fn follow_log(
         tokio::select! {
             c = changes.recv() => match c {
                 Ok(r) if r.provider == rec.provider && r.forge_job_id == rec.forge_job_id => rec = r,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(Some(r)) = store.forge_job(&rec.provider, rec.forge_job_id) {
+                        rec = r;
+                    }
+                }
                 Err(_) => return,
             },
             _ = tx.closed() => return,

@@ -36,11 +36,10 @@ pub async fn bind(path: &Path, group: Option<&str>, dirs: &[PathBuf]) -> Result<
                 .gid,
         ),
     };
-    // Created with no access at all, then opened up: nobody can connect in between with wrong rights.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o777));
-    let listener = tokio::net::UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = listener.map_err(io)?;
+    // The socket is created owned by root with the process's umask (connecting needs write access, which
+    // the usual 022 gives nobody else), then set to 0660 and its group. The umask is not changed: it is
+    // the whole process's, and other threads create files meanwhile.
+    let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
     if let Some(gid) = gid {
         nix::unistd::chown(path, None, Some(gid)).map_err(|e| io(e.into()))?;
         for d in dirs {

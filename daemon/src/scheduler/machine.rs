@@ -228,10 +228,19 @@ impl Machine {
                     self.mode = Mode::Paused;
                 }
             }
-            Event::Resume => self.mode = Mode::Active,
+            // A drain is not undone by a resume.
+            Event::Resume => {
+                if self.mode == Mode::Paused {
+                    self.mode = Mode::Active;
+                }
+            }
             Event::Drain { timeout } => {
-                if !matches!(self.mode, Mode::Draining { .. }) {
-                    self.mode = Mode::Draining { deadline: now + timeout };
+                // A far-off deadline (or one past what time can hold) is no deadline.
+                let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(10 * 365 * 86400));
+                match self.mode {
+                    // A second drain (or a stop) may only bring the deadline closer.
+                    Mode::Draining { deadline: d } if d <= deadline => {}
+                    _ => self.mode = Mode::Draining { deadline },
                 }
             }
             Event::Tick => {}
@@ -483,5 +492,24 @@ mod tests {
         m.handle(Event::Queued(key(2)), t);
         m.handle(Event::Gone(key(2)), t);
         assert_eq!(m.phase(&key(2)), Some(Phase::Claiming));
+    }
+
+    #[test]
+    fn a_drain_is_not_undone_by_a_resume_and_a_stop_brings_its_deadline_closer() {
+        let t = Instant::now();
+        let mut m = Machine::new(settings(2), Mode::Active);
+        run(&mut m, 1, t);
+        // A deadline past what time can hold does not panic; it is simply far away.
+        m.handle(Event::Drain { timeout: Duration::MAX }, t);
+        m.handle(Event::Resume, t);
+        m.handle(Event::Queued(key(2)), t);
+        assert_eq!(m.phase(&key(2)), Some(Phase::Queued), "still draining: nothing new is claimed");
+        m.handle(Event::PickedUp(key(1)), t);
+        assert_eq!(m.handle(Event::Tick, t + Duration::from_secs(60)), vec![], "the running job goes on");
+        // A stop (a drain with no time) stops it now.
+        let stop = m.handle(Event::Drain { timeout: Duration::ZERO }, t + Duration::from_secs(60));
+        assert_eq!(stop, vec![Action::Stop(key(1), StopReason::DrainTimeout)]);
+        // A later, longer drain does not push the deadline back (the job is already being stopped).
+        assert_eq!(m.handle(Event::Drain { timeout: Duration::from_secs(3600) }, t + Duration::from_secs(61)), vec![]);
     }
 }

@@ -251,8 +251,14 @@ impl Provider for Github {
     }
 
     async fn conclusion(&self, job: &ForgeJob) -> Result<Option<String>, ForgeError> {
-        let got = self.api.get("get a job", &format!("/repos/{}/actions/jobs/{}", job.repo, job.id)).await?;
-        Ok(match status_of(&got.body) {
+        // A plain GET: one job asked once needs no ETag kept for it.
+        let path = format!("/repos/{}/actions/jobs/{}", job.repo, job.id);
+        let (status, _, body) = self.api.probe("get a job", &path).await?;
+        if status != 200 {
+            return Ok(None);
+        }
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Ok(match status_of(&body) {
             JobStatus::Completed { conclusion } => conclusion,
             _ => None,
         })

@@ -39,7 +39,14 @@ struct Cached {
     etag: String,
     body: Value,
     next: Option<String>,
+    /// When a request last used this entry.
+    used: std::time::Instant,
 }
+
+/// Entries kept at most; past that, those unused for `ETAG_IDLE` go (every run ever polled has its own
+/// jobs URL, so without a bound the cache would grow as long as the daemon runs).
+const ETAG_ENTRIES: usize = 256;
+const ETAG_IDLE: Duration = Duration::from_secs(600);
 
 pub struct Api {
     crab: Octocrab,
@@ -225,7 +232,12 @@ impl Api {
     /// A conditional GET: sends the last ETag of this URL, and on 304 gives the body cached with it.
     pub async fn get(&self, what: &str, path_or_url: &str) -> Result<Got, ForgeError> {
         let url = self.target(what, path_or_url)?;
-        let cached = self.etags.lock().ok().and_then(|m| m.get(&url).cloned());
+        let cached = self.etags.lock().ok().and_then(|mut m| {
+            m.get_mut(&url).map(|c| {
+                c.used = std::time::Instant::now();
+                c.clone()
+            })
+        });
         let mut headers = HeaderMap::new();
         if let Some(c) = &cached {
             if let Ok(v) = c.etag.parse() {
@@ -252,7 +264,11 @@ impl Api {
                 let next = next_link(&headers);
                 if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
                     if let Ok(mut m) = self.etags.lock() {
-                        m.insert(url, Cached { etag: etag.to_string(), body: body.clone(), next: next.clone() });
+                        if m.len() >= ETAG_ENTRIES {
+                            m.retain(|_, c| c.used.elapsed() < ETAG_IDLE);
+                        }
+                        let used = std::time::Instant::now();
+                        m.insert(url, Cached { etag: etag.to_string(), body: body.clone(), next: next.clone(), used });
                     }
                 }
                 Ok(Got { body, next, not_modified: false })

@@ -351,32 +351,19 @@ impl Serve {
     }
 
     /// Jobs the scheduler let go of without running them (taken elsewhere, cancelled, refused by the forge):
-    /// their journal records are closed, so the history says so and nothing waits on them. A journal
-    /// record left `claiming` by a claim that will be retried goes back to `queued`.
+    /// their journal records are closed, so the history says so and nothing waits on them.
     fn forget_dropped(&self, tracked: &mut HashMap<JobKey, Tracked>, m: &Machine) {
         let store = self.runtime.store();
-        tracked.retain(|key, t| match m.phase(key) {
-            Some(crate::scheduler::machine::Phase::Queued) if t.claim.is_none() => {
-                if let Ok(Some(r)) = store.forge_job(&key.provider, key.forge_job_id) {
-                    if r.phase == "claiming" {
-                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "queued");
-                    }
-                }
-                true
+        tracked.retain(|key, t| {
+            if m.phase(key).is_some() {
+                return true;
             }
-            Some(_) => true,
-            None => {
-                if t.claim.is_none() {
-                    let _ = store.forge_job_outcome(
-                        &key.provider,
-                        key.forge_job_id,
-                        None,
-                        Some("gone: taken elsewhere or cancelled"),
-                    );
-                }
-                let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
-                false
+            if t.claim.is_none() {
+                let gone = Some("gone: taken elsewhere or cancelled");
+                let _ = store.forge_job_outcome(&key.provider, key.forge_job_id, None, gone);
             }
+            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+            false
         });
     }
 
@@ -389,9 +376,7 @@ impl Serve {
         tokio::spawn(
             async move {
                 warn!("killing the job, as asked");
-                let _ = rt.kill(&id, 15).await;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                let _ = rt.kill(&id, 9).await;
+                stop_container(&rt, &id, Duration::from_secs(5)).await;
             }
             .instrument(job_span(&t.job, &t.runner_name)),
         );
@@ -510,7 +495,7 @@ impl Serve {
                         let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: true }));
                         continue;
                     }
-                    let tx = tx.clone();
+                    let (tx, rt) = (tx.clone(), self.runtime.clone());
                     let span = job_span(&job, &t.runner_name);
                     tokio::spawn(
                         async move {
@@ -521,6 +506,10 @@ impl Serve {
                                 }
                                 Err(e) => {
                                     warn!(error = %e, "cannot register a runner");
+                                    if e.retryable() {
+                                        // Claimed again later: queued until then, in the journal too.
+                                        let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "queued");
+                                    }
                                     let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: e.retryable() }));
                                 }
                             }
@@ -552,9 +541,7 @@ impl Serve {
                         async move {
                             warn!(?reason, "stopping the job");
                             let grace = if reason == StopReason::NeverPickedUp { 0 } else { 10 };
-                            let _ = rt.kill(&id, 15).await;
-                            tokio::time::sleep(Duration::from_secs(grace)).await;
-                            let _ = rt.kill(&id, 9).await;
+                            stop_container(&rt, &id, Duration::from_secs(grace)).await;
                         }
                         .instrument(span),
                     );
@@ -761,6 +748,13 @@ pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
         }
     }
     out
+}
+
+/// SIGTERM to every process of the job's container, then SIGKILL after `grace`.
+async fn stop_container(rt: &Runtime, id: &str, grace: Duration) {
+    let _ = rt.kill(id, 15).await;
+    tokio::time::sleep(grace).await;
+    let _ = rt.kill(id, 9).await;
 }
 
 /// The health list for `providers` and `unconfigured`, keeping what `before` knew of a provider of the same

@@ -456,14 +456,7 @@ impl Store {
     }
 
     pub fn forge_job(&self, provider: &str, id: u64) -> Result<Option<ForgeJobRecord>, StoreError> {
-        self.with(|c| {
-            c.query_row(
-                &format!("{FORGE_JOB_SELECT} WHERE provider = ?1 AND forge_job_id = ?2"),
-                params![provider, id as i64],
-                row_to_forge_job,
-            )
-            .optional()
-        })
+        self.with(|c| select_forge_job(c, provider, id))
     }
 
     /// Tells subscribers what a forge job's record now is.
@@ -473,14 +466,7 @@ impl Store {
         }
         // Read and send under the connection's lock, so watchers get changes in the order they were made.
         let Ok(conn) = self.conn.lock() else { return };
-        let rec = conn
-            .query_row(
-                &format!("{FORGE_JOB_SELECT} WHERE provider = ?1 AND forge_job_id = ?2"),
-                params![provider, id as i64],
-                row_to_forge_job,
-            )
-            .optional();
-        if let Ok(Some(rec)) = rec {
+        if let Ok(Some(rec)) = select_forge_job(&conn, provider, id) {
             let _ = self.changes.send(rec);
         }
     }
@@ -588,6 +574,15 @@ impl Store {
 const FORGE_JOB_SELECT: &str = "SELECT provider, forge_job_id, run_id, repo, workflow, name, labels, html_url, phase,
     runner_name, runner_id, scope, image, runtime_id, exit_code, conclusion, queued_at, claimed_at, started_at,
     finished_at, cleaned_at FROM forge_jobs";
+
+fn select_forge_job(c: &Connection, provider: &str, id: u64) -> rusqlite::Result<Option<ForgeJobRecord>> {
+    c.query_row(
+        &format!("{FORGE_JOB_SELECT} WHERE provider = ?1 AND forge_job_id = ?2"),
+        params![provider, id as i64],
+        row_to_forge_job,
+    )
+    .optional()
+}
 
 fn row_to_forge_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForgeJobRecord> {
     let labels: String = r.get(6)?;

@@ -9,7 +9,7 @@
 //! and not counted) and the CPU time it uses over 60 s. A client watching events is connected all along,
 //! as the tray app would be. Goal: ≤ 20 MiB RSS, ≤ 0.1 s CPU per minute.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -18,13 +18,6 @@ use ephemerd_e2e::*;
 use tokio_stream::StreamExt;
 
 const TOKEN: &str = "ghp_benchToken0000000000000000000";
-
-fn bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let b = exe.parent().and_then(Path::parent).map(|d| d.join("ephemerd")).unwrap_or_default();
-    anyhow::ensure!(b.is_file(), "{} is missing: run `cargo build --release -p ephemerd` first", b.display());
-    Ok(b)
-}
 
 /// (RSS in KiB, CPU time in clock ticks) of a process.
 fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
@@ -55,7 +48,7 @@ async fn bench() -> anyhow::Result<()> {
     ));
     let cfg = data.path().join("config.toml");
     std::fs::write(&cfg, text)?;
-    let mut child = Command::new(bin()?)
+    let mut child = Command::new(built_ephemerd_bin()?)
         .arg("--data-dir")
         .arg(data.path())
         .arg("--config")

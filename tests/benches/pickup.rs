@@ -21,15 +21,8 @@ use ephemerd_e2e::*;
 const TOKEN: &str = "ghp_benchToken0000000000000000000";
 const SECRET: &str = "bench-hook-secret";
 
-fn bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let b = exe.parent().and_then(Path::parent).map(|d| d.join("ephemerd")).unwrap_or_default();
-    anyhow::ensure!(b.is_file(), "{} is missing: run `cargo build --release -p ephemerd` first", b.display());
-    Ok(b)
-}
-
 fn start(data: &Path, config: &Path) -> anyhow::Result<Child> {
-    Ok(Command::new(bin()?)
+    Ok(Command::new(built_ephemerd_bin()?)
         .arg("--data-dir")
         .arg(data)
         .arg("--config")
@@ -89,7 +82,7 @@ async fn bench() -> anyhow::Result<()> {
     let data = short_tempdir();
     let hook_addr = format!("127.0.0.1:{}", free_port());
     let cfg = config(data.path(), &fake, Some(&hook_addr), "60s")?;
-    let st = Command::new(bin()?)
+    let st = Command::new(built_ephemerd_bin()?)
         .arg("--data-dir")
         .arg(data.path())
         .arg("--config")

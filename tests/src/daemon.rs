@@ -93,20 +93,7 @@ impl Daemon {
 
     /// Runs an `ephemerd` client command with `stdin` as its input.
     pub fn ctl_with_input(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = Command::new(ephemerd_bin())
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        ephemerd_with_input(self.data.path(), &self.config, args, stdin).unwrap()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {

@@ -234,15 +234,35 @@ pub fn process_running(needle: &str) -> bool {
 
 /// Runs the ephemerd binary to completion.
 pub fn ephemerd(data_dir: &Path, config: &Path, args: &[&str]) -> Result<std::process::Output> {
-    Command::new(ephemerd_bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running ephemerd")
+    ephemerd_command(data_dir, config, args).stdin(Stdio::null()).output().context("running ephemerd")
+}
+
+/// `ephemerd --data-dir D --config C ARGS…`, not yet run.
+pub fn ephemerd_command(data_dir: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(ephemerd_bin());
+    c.arg("--data-dir").arg(data_dir).arg("--config").arg(config).args(args);
+    c
+}
+
+/// Runs `ephemerd` with `input` on its stdin.
+pub fn ephemerd_with_input(data_dir: &Path, config: &Path, args: &[&str], input: &str) -> Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = ephemerd_command(data_dir, config, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running ephemerd")?;
+    child.stdin.take().context("ephemerd's stdin")?.write_all(input.as_bytes())?;
+    child.wait_with_output().context("running ephemerd")
+}
+
+/// The `ephemerd` binary next to a bench's executable (the release build), or an error saying how to
+/// build it.
+pub fn built_ephemerd_bin() -> Result<PathBuf> {
+    let b = ephemerd_bin();
+    anyhow::ensure!(b.is_file(), "{} is missing: run `cargo build --release -p ephemerd` first", b.display());
+    Ok(b)
 }
 
 /// A minimal HTTP/1.1 POST (the tests' webhook sender); returns the status code.

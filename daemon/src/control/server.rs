@@ -25,8 +25,6 @@ use crate::store::{ForgeJobRecord, JobFilter, Store};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The phase in which a job's runner runs in its container (and can be killed).
-const RUNNING: [&str; 1] = ["running"];
 /// The longest drain a client may ask for.
 const MAX_DRAIN_SECS: i64 = 7 * 86400;
 /// How often the data dir's size is measured again (walking it is not free).
@@ -316,7 +314,8 @@ impl ControlApi for ControlService {
     async fn kill_job(&self, req: Request<v1::KillJobRequest>) -> Result<Response<v1::KillJobReply>, Status> {
         let id = req.into_inner().id;
         let rec = self.resolve(&id)?;
-        if !RUNNING.contains(&rec.phase.as_str()) {
+        // Only a running job has a container to stop.
+        if rec.phase != "running" {
             return Err(ControlError::NotRunning { id, phase: rec.phase }.into());
         }
         self.send(Control::Kill(JobKey { provider: rec.provider.clone(), forge_job_id: rec.forge_job_id }))?;

@@ -16,6 +16,22 @@ pub fn default_data_dir() -> PathBuf {
     }
 }
 
+/// The default config file: `/etc/ephemerd/config.toml` for root, else
+/// `$XDG_CONFIG_HOME/ephemerd/config.toml`. Read when it exists and no `--config` is given; the settings
+/// window saves forges there.
+pub fn default_config_path() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/etc/ephemerd/config.toml");
+    }
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
+        return PathBuf::from(x).join("ephemerd/config.toml");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".config/ephemerd/config.toml"),
+        None => PathBuf::from("/etc/ephemerd/config.toml"),
+    }
+}
+
 /// Where things live under the data dir. One struct, so no module invents its own paths.
 #[derive(Debug, Clone)]
 pub struct DataDirs {

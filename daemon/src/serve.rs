@@ -79,6 +79,8 @@ pub enum Control {
 pub struct ProviderUpdate {
     pub providers: Vec<Arc<dyn Provider>>,
     pub unconfigured: Vec<Unconfigured>,
+    /// Where each provider's credential comes from.
+    pub sources: std::collections::HashMap<String, &'static str>,
 }
 
 impl std::fmt::Debug for ProviderUpdate {
@@ -101,6 +103,7 @@ pub struct Serve {
     providers: ProviderSet,
     /// Configured providers that could not be built (shown in the status with the reason).
     unconfigured: Vec<Unconfigured>,
+    sources: std::collections::HashMap<String, &'static str>,
     profiles: Vec<Profile>,
     prefix: String,
 }
@@ -121,7 +124,7 @@ impl Serve {
         let profiles = profiles_of(&cfg);
         let prefix = runner_prefix(&cfg.scheduler.runner_prefix);
         let providers = Arc::new(std::sync::RwLock::new(built.providers));
-        Ok(Self { cfg, runtime, providers, unconfigured: built.unconfigured, profiles, prefix })
+        Ok(Self { cfg, runtime, providers, unconfigured: built.unconfigured, sources: built.sources, profiles, prefix })
     }
 
     /// The providers in use now.
@@ -174,7 +177,7 @@ impl Serve {
 
     /// The providers' health before their first poll.
     pub fn provider_health(&self) -> Vec<ProviderHealth> {
-        health_of(&self.current(), &self.unconfigured, &[])
+        health_of(&self.current(), &self.unconfigured, &self.sources, &[])
     }
 
     /// Runs until a drain or stop asked through `controls` ends (returns 0). With a `webhooks` listener,
@@ -281,9 +284,10 @@ impl Serve {
                             Err(e) => *e.into_inner() = update.providers.clone(),
                         }
                         self.unconfigured = update.unconfigured;
+                        self.sources = update.sources;
                         polling = update.providers.iter().map(|p| tokio::spawn(poller(p.clone(), tx.clone(), live.clone()))).collect();
                         let current = self.current();
-                        live.send_modify(|l| l.providers = health_of(&current, &self.unconfigured, &l.providers));
+                        live.send_modify(|l| l.providers = health_of(&current, &self.unconfigured, &self.sources, &l.providers));
                         continue;
                     }
                     Control::Reload(new) => {
@@ -762,6 +766,7 @@ async fn stop_container(rt: &Runtime, id: &str, grace: Duration) {
 fn health_of(
     providers: &[Arc<dyn Provider>],
     unconfigured: &[Unconfigured],
+    sources: &std::collections::HashMap<String, &'static str>,
     before: &[ProviderHealth],
 ) -> Vec<ProviderHealth> {
     let mut out: Vec<ProviderHealth> = providers
@@ -777,6 +782,7 @@ fn health_of(
                 last_poll: None,
                 last_error: None,
                 rate_limit: None,
+                credential: sources.get(p.name()).copied().unwrap_or("keyring"),
             };
             if let Some(b) = before.iter().find(|b| b.name == h.name && b.last_error.is_none()) {
                 (h.connected, h.last_poll, h.rate_limit) = (b.connected, b.last_poll, b.rate_limit);
@@ -793,6 +799,7 @@ fn health_of(
         last_poll: None,
         last_error: Some(u.reason.clone()),
         rate_limit: None,
+        credential: "missing",
     }));
     out
 }

@@ -80,7 +80,11 @@ pub fn init_tracing(level: &str) {
         .init();
 }
 
-pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
+    if cli.global.config.is_none() {
+        let default = ephemerd::platform::default_config_path();
+        cli.global.config = default.is_file().then_some(default);
+    }
     let cfg = Config::load(cli.global.config.as_deref()).map_err(usage)?;
     let dirs = DataDirs::new(cli.global.data_dir.clone().unwrap_or_else(|| cfg.data_dir()));
     match cli.command {

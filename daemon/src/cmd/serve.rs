@@ -47,7 +47,8 @@ pub async fn serve(
     };
     let session = Session::start(&cfg, &dirs).await?;
     let result = async {
-        let update = ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured };
+        let update =
+            ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured, sources: built.sources };
         let serve = Serve::new(cfg.clone(), session.runtime.clone(), update)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
@@ -67,6 +68,7 @@ pub async fn serve(
             flag_token,
             config_path,
             config: as_read,
+            runtime: session.runtime.clone(),
         });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(

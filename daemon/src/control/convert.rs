@@ -110,6 +110,7 @@ pub fn provider(p: &ProviderHealth) -> v1::ProviderHealth {
         rate_limit_remaining: p.rate_limit.map(|r| r.remaining).unwrap_or(-1),
         rate_limit_reset: p.rate_limit.map(|r| ts_of(r.reset)),
         discovery: p.discovery.clone(),
+        credential: p.credential.into(),
     }
 }
 

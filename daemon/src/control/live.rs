@@ -25,6 +25,8 @@ pub struct ProviderHealth {
     pub last_poll: Option<SystemTime>,
     pub last_error: Option<String>,
     pub rate_limit: Option<crate::forge::RateLimit>,
+    /// "keyring", "environment", "app_key" or "missing".
+    pub credential: &'static str,
 }
 
 #[derive(Debug, Clone)]

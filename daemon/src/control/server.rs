@@ -45,21 +45,26 @@ pub struct Parts {
     /// The config file (re-read by `ReloadConfig`), and the config the daemon runs with.
     pub config_path: Option<std::path::PathBuf>,
     pub config: Config,
+    /// Runs the onboarding's test job.
+    pub runtime: Arc<crate::runtime::Runtime>,
 }
 
 #[derive(Clone)]
 pub struct ControlService {
-    store: Store,
-    live: watch::Receiver<Live>,
-    controls: mpsc::UnboundedSender<Control>,
-    dirs: DataDirs,
-    credentials: Arc<dyn CredentialStore>,
-    providers: ProviderSet,
-    flag_token: Option<Secret>,
+    pub(super) store: Store,
+    pub(super) live: watch::Receiver<Live>,
+    pub(super) controls: mpsc::UnboundedSender<Control>,
+    pub(super) dirs: DataDirs,
+    pub(super) credentials: Arc<dyn CredentialStore>,
+    pub(super) providers: ProviderSet,
+    pub(super) flag_token: Option<Secret>,
     /// The data dir's size, and when it was measured.
-    disk: Arc<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
+    pub(super) disk: Arc<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
     /// The config file, and the config as running (reloads change what they can of it).
-    config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
+    pub(super) config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
+    pub(super) runtime: Arc<crate::runtime::Runtime>,
+    /// One config-file edit at a time.
+    pub(super) editing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ControlService {
@@ -75,6 +80,8 @@ impl ControlService {
             flag_token: p.flag_token,
             disk: Arc::new(std::sync::Mutex::new(None)),
             config,
+            runtime: p.runtime,
+            editing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -138,7 +145,7 @@ impl ControlService {
 
     /// Builds the providers again from `cfg` and the credentials now stored, and hands them to the event
     /// loop (a credential or a `[[github]]` section changed).
-    async fn rebuild_providers(&self, cfg: Config) -> Result<(), ControlError> {
+    pub(super) async fn rebuild_providers(&self, cfg: Config) -> Result<(), ControlError> {
         let (store, flag) = (self.credentials.clone(), self.flag_token.clone());
         let built =
             tokio::task::spawn_blocking(move || crate::forge::build::build(&cfg, flag.as_ref(), store.as_ref()))
@@ -147,14 +154,38 @@ impl ControlService {
         self.send(Control::Providers(crate::serve::ProviderUpdate {
             providers: built.providers,
             unconfigured: built.unconfigured,
+            sources: built.sources,
         }))
     }
 
-    fn running_config(&self) -> Config {
+    pub(super) fn running_config(&self) -> Config {
         match self.config.lock() {
             Ok(g) => g.1.clone(),
             Err(e) => e.into_inner().1.clone(),
         }
+    }
+
+    /// Reads the config file again and applies what can change while running.
+    pub(super) async fn reload(&self) -> Result<crate::config::ReloadPlan, ControlError> {
+        let (plan, new) = {
+            let mut guard =
+                self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
+            let (path, running) = &mut *guard;
+            let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
+            let plan = crate::config::reload_plan(running, &new);
+            if !plan.applied.is_empty() {
+                crate::config::apply_live(running, &new);
+            }
+            (plan, new)
+        };
+        if plan.applied.iter().any(|k| k != "github") {
+            self.send(Control::Reload(Box::new(new.clone())))?;
+        }
+        if plan.applied.iter().any(|k| k == "github") {
+            self.rebuild_providers(new).await?;
+        }
+        tracing::info!(applied = ?plan.applied, needs_restart = ?plan.needs_restart, "config reloaded");
+        Ok(plan)
     }
 
     fn send(&self, c: Control) -> Result<(), ControlError> {
@@ -350,23 +381,7 @@ impl ControlApi for ControlService {
         &self,
         _: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigReply>, Status> {
-        let (plan, new) = {
-            let mut guard = self.config.lock().map_err(|_| Status::internal("config lock poisoned"))?;
-            let (path, running) = &mut *guard;
-            let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
-            let plan = crate::config::reload_plan(running, &new);
-            if !plan.applied.is_empty() {
-                crate::config::apply_live(running, &new);
-            }
-            (plan, new)
-        };
-        if plan.applied.iter().any(|k| k != "github") {
-            self.send(Control::Reload(Box::new(new.clone())))?;
-        }
-        if plan.applied.iter().any(|k| k == "github") {
-            self.rebuild_providers(new).await?;
-        }
-        tracing::info!(applied = ?plan.applied, needs_restart = ?plan.needs_restart, "config reloaded");
+        let plan = self.reload().await?;
         Ok(Response::new(v1::ReloadConfigReply { applied: plan.applied, needs_restart: plan.needs_restart }))
     }
 
@@ -425,6 +440,30 @@ impl ControlApi for ControlService {
         tracing::info!(provider = %name, existed, "credential deleted from the OS keyring");
         self.rebuild_providers(self.running_config()).await?;
         Ok(Response::new(v1::DeleteCredentialReply { existed }))
+    }
+
+    async fn test_forge(&self, req: Request<v1::TestForgeRequest>) -> Result<Response<v1::TestProviderReply>, Status> {
+        let spec =
+            req.into_inner().forge.ok_or(ControlError::InvalidField { field: "forge", message: "missing".into() })?;
+        let t = self.test_forge_spec(spec).await?;
+        Ok(Response::new(v1::TestProviderReply { ok: t.ok, missing_permissions: t.missing, message: t.message }))
+    }
+
+    async fn save_forge(&self, req: Request<v1::SaveForgeRequest>) -> Result<Response<v1::SaveForgeReply>, Status> {
+        let spec =
+            req.into_inner().forge.ok_or(ControlError::InvalidField { field: "forge", message: "missing".into() })?;
+        Ok(Response::new(self.save_forge_spec(spec).await?))
+    }
+
+    async fn remove_forge(
+        &self,
+        req: Request<v1::RemoveForgeRequest>,
+    ) -> Result<Response<v1::RemoveForgeReply>, Status> {
+        Ok(Response::new(self.remove_forge_named(req.into_inner().name).await?))
+    }
+
+    async fn run_test_job(&self, _: Request<v1::RunTestJobRequest>) -> Result<Response<v1::RunTestJobReply>, Status> {
+        Ok(Response::new(super::testjob::run(&self.runtime, &self.dirs, &self.running_config()).await))
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Unconfigured {
 pub struct Built {
     pub providers: Vec<Arc<dyn Provider>>,
     pub unconfigured: Vec<Unconfigured>,
+    /// Where each built provider's credential comes from (see `ProviderHealth.credential`).
+    pub sources: std::collections::HashMap<String, &'static str>,
 }
 
 /// Builds every configured provider (blocking: the keyring may be asked).
@@ -34,6 +36,11 @@ pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn Creden
     let mut out = Built::default();
     for g in &cfg.github {
         let name = format!("github:{}", g.owner);
+        let source = match (flag_token, &g.app) {
+            (_, Some(_)) => "app_key",
+            (Some(_), None) => "environment",
+            (None, None) => "keyring",
+        };
         let token = match (flag_token, &g.app) {
             (Some(t), _) => Ok(Some(t.clone())),
             (None, Some(_)) => Ok(None),
@@ -41,7 +48,10 @@ pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn Creden
         };
         let built = token.and_then(|t| Github::new(g.clone(), t).map_err(|e| e.to_string()));
         match built {
-            Ok(p) => out.providers.push(Arc::new(p)),
+            Ok(p) => {
+                out.sources.insert(name, source);
+                out.providers.push(Arc::new(p));
+            }
             Err(reason) => out.unconfigured.push(Unconfigured { name, kind: "github", url: g.api_url.clone(), reason }),
         }
     }
@@ -76,6 +86,8 @@ mod tests {
         assert_eq!(some.unconfigured.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), vec!["github:a"]);
         let all = build(&cfg, Some(&Secret::new("ghp_flag")), &keyring);
         assert_eq!((all.providers.len(), all.unconfigured.len()), (2, 0));
+        assert_eq!(some.sources.get("github:b"), Some(&"keyring"));
+        assert_eq!(all.sources.get("github:a"), Some(&"environment"));
         assert!(!format!("{:?}", all.unconfigured).contains("ghp_"));
     }
 }

@@ -56,6 +56,24 @@ pub struct GithubApp {
     pub private_key_file: PathBuf,
 }
 
+impl GithubConfig {
+    /// A section for `owner` with every default.
+    pub fn for_owner(owner: &str) -> Self {
+        Self {
+            owner: owner.into(),
+            repos: Vec::new(),
+            api_url: default_api_url(),
+            labels: Vec::new(),
+            runner_group_id: default_group(),
+            poll_interval: default_poll(),
+            image: None,
+            app: None,
+            webhook_secret_env: None,
+            safety_poll_interval: default_safety_poll(),
+        }
+    }
+}
+
 fn default_api_url() -> String {
     "https://api.github.com".into()
 }

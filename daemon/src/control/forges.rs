@@ -1,0 +1,262 @@
+//! Forges as the settings window gives them (`ForgeSpec`): checked, turned into a `[[github]]` section,
+//! and written into the config file with its comments and other keys kept. Secrets never go into the
+//! file: a token goes to the keyring under the provider's name; a GitHub App's key stays a path.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ephemerd_proto::v1;
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use super::errors::ControlError;
+use crate::config::Config;
+use crate::forge::Secret;
+use crate::forge::github::{GithubApp, GithubConfig};
+
+/// A forge to test or save: its section, and the token to store (none for a GitHub App).
+#[derive(Debug)]
+pub struct Forge {
+    pub name: String,
+    pub github: GithubConfig,
+    pub token: Option<Secret>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ControlError {
+    ControlError::InvalidField { field, message: message.into() }
+}
+
+/// Checks a spec and builds the forge it describes.
+pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
+    match spec.kind.as_str() {
+        "github" => {}
+        "forgejo" => return Err(ControlError::NotImplemented("Forgejo forges")),
+        "gitea" => return Err(ControlError::NotImplemented("Gitea forges")),
+        "gitlab" => return Err(ControlError::NotImplemented("GitLab forges")),
+        "woodpecker" => return Err(ControlError::NotImplemented("Woodpecker forges")),
+        k => {
+            return Err(invalid(
+                "kind",
+                format!("`{k}` is not a forge kind (github, forgejo, gitea, gitlab, woodpecker)"),
+            ));
+        }
+    }
+    let owner = spec.owner.trim().to_string();
+    if owner.is_empty() {
+        return Err(invalid("owner", "give the user or organization whose jobs to run"));
+    }
+    if !owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+        return Err(invalid("owner", format!("`{owner}` is not a GitHub user or organization name")));
+    }
+    let mut repos = Vec::new();
+    for r in spec.repos.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+        // "owner/repo" is accepted when the owner matches.
+        let name = match r.split_once('/') {
+            Some((o, n)) if o.eq_ignore_ascii_case(&owner) => n,
+            Some(_) => return Err(invalid("repos", format!("`{r}` is not a repository of {owner}"))),
+            None => r,
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(invalid("repos", format!("`{r}` is not a repository name")));
+        }
+        if !repos.iter().any(|x: &String| x == name) {
+            repos.push(name.to_string());
+        }
+    }
+    let url = spec.url.trim().trim_end_matches('/').to_string();
+    let api_url = if url.is_empty() { "https://api.github.com".to_string() } else { url };
+    match reqwest::Url::parse(&api_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => return Err(invalid("url", format!("`{api_url}` is not an http(s) URL"))),
+    }
+    let poll_interval = match spec.poll_interval {
+        None => Duration::from_secs(10),
+        Some(d) if d.seconds < 1 || d.seconds > 3600 => {
+            return Err(invalid("poll_interval", "between 1 s and 1 h"));
+        }
+        Some(d) => Duration::from_secs(d.seconds as u64),
+    };
+    let (token, app) = match spec.auth {
+        Some(v1::forge_spec::Auth::Token(t)) if !t.trim().is_empty() => (Some(Secret::new(t.trim())), None),
+        Some(v1::forge_spec::Auth::App(a)) => {
+            if a.app_id == 0 || a.installation_id == 0 {
+                return Err(invalid("app", "give the App's id and the installation id"));
+            }
+            let key = Path::new(a.private_key_file.trim());
+            if !key.is_absolute() {
+                return Err(invalid("app.private_key_file", "give the absolute path of the App's private key (PEM)"));
+            }
+            let app = GithubApp { app_id: a.app_id, installation_id: a.installation_id, private_key_file: key.into() };
+            (None, Some(app))
+        }
+        _ => return Err(invalid("token", "give a token, or a GitHub App")),
+    };
+    let github = GithubConfig { repos, api_url, poll_interval, app, ..GithubConfig::for_owner(&owner) };
+    Ok(Forge { name: format!("github:{owner}"), github, token })
+}
+
+fn tables(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, ControlError> {
+    if !doc.contains_key("github") {
+        doc.insert("github", Item::ArrayOfTables(ArrayOfTables::new()));
+    }
+    doc.get_mut("github").and_then(|i| i.as_array_of_tables_mut()).ok_or_else(|| {
+        ControlError::InvalidConfig("`github` in the config file is not a list of [[github]] sections".into())
+    })
+}
+
+fn parse(text: &str) -> Result<DocumentMut, ControlError> {
+    text.parse::<DocumentMut>().map_err(|e| ControlError::InvalidConfig(e.to_string().trim_end().replace('\n', " ")))
+}
+
+/// The config file's text with `g` added, or replacing the section of the same owner (keys the settings
+/// window does not manage, like `labels` or `image`, are kept). The result is checked as a whole config.
+pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> {
+    let mut doc = parse(text)?;
+    let list = tables(&mut doc)?;
+    let pos = list.iter().position(|t| t.get("owner").and_then(|o| o.as_str()) == Some(g.owner.as_str()));
+    let t = match pos {
+        Some(i) => list.get_mut(i).ok_or_else(|| ControlError::InvalidConfig("section vanished".into()))?,
+        None => {
+            list.push(Table::new());
+            let last = list.len() - 1;
+            list.get_mut(last).ok_or_else(|| ControlError::InvalidConfig("section vanished".into()))?
+        }
+    };
+    t.insert("owner", value(g.owner.as_str()));
+    if g.repos.is_empty() {
+        t.remove("repos");
+    } else {
+        t.insert("repos", value(g.repos.iter().map(String::as_str).collect::<Array>()));
+    }
+    if g.api_url == "https://api.github.com" {
+        t.remove("api_url");
+    } else {
+        t.insert("api_url", value(g.api_url.as_str()));
+    }
+    t.insert("poll_interval", value(humantime::format_duration(g.poll_interval).to_string()));
+    match &g.app {
+        None => {
+            t.remove("app");
+        }
+        Some(a) => {
+            let mut app = Table::new();
+            app.insert("app_id", value(a.app_id as i64));
+            app.insert("installation_id", value(a.installation_id as i64));
+            app.insert("private_key_file", value(a.private_key_file.display().to_string()));
+            t.insert("app", Item::Table(app));
+        }
+    }
+    checked(doc.to_string())
+}
+
+/// The config file's text without the section of `owner`; `None` when there is none.
+pub fn without_forge(text: &str, owner: &str) -> Result<Option<String>, ControlError> {
+    let mut doc = parse(text)?;
+    let list = tables(&mut doc)?;
+    let Some(pos) = list.iter().position(|t| t.get("owner").and_then(|o| o.as_str()) == Some(owner)) else {
+        return Ok(None);
+    };
+    list.remove(pos);
+    if list.is_empty() {
+        doc.remove("github");
+    }
+    checked(doc.to_string()).map(Some)
+}
+
+fn checked(text: String) -> Result<String, ControlError> {
+    let cfg = Config::parse(&text).map_err(ControlError::InvalidConfig)?;
+    cfg.validate().map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
+    Ok(text)
+}
+
+/// Writes the config file whole or not at all (a temporary file renamed over it), keeping its mode.
+pub fn write_config(path: &Path, text: &str) -> Result<(), ControlError> {
+    let fail = |e: std::io::Error| ControlError::InvalidConfig(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, text).map_err(fail)?;
+    if let Ok(m) = std::fs::metadata(path) {
+        std::fs::set_permissions(&tmp, m.permissions()).map_err(fail)?;
+    }
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(owner: &str, auth: v1::forge_spec::Auth) -> v1::ForgeSpec {
+        v1::ForgeSpec {
+            kind: "github".into(),
+            url: String::new(),
+            owner: owner.into(),
+            repos: vec!["app".into(), format!("{owner}/lib"), "app".into()],
+            auth: Some(auth),
+            poll_interval: None,
+        }
+    }
+
+    #[test]
+    fn a_spec_becomes_a_section_and_its_token_stays_out_of_it() {
+        let f = from_spec(spec("octo-org", v1::forge_spec::Auth::Token("ghp_secret".into()))).unwrap();
+        assert_eq!(f.name, "github:octo-org");
+        assert_eq!(f.github.repos, vec!["app", "lib"]);
+        let text = with_forge("# mine\n[scheduler]\nmax_concurrent = 2\n", &f.github).unwrap();
+        assert!(text.starts_with("# mine\n[scheduler]\nmax_concurrent = 2\n"), "{text}");
+        assert!(!text.contains("ghp_"), "{text}");
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.github[0].owner, "octo-org");
+        assert_eq!(cfg.github[0].repos, vec!["app", "lib"]);
+        assert_eq!(cfg.github[0].api_url, "https://api.github.com");
+    }
+
+    #[test]
+    fn saving_an_owner_again_replaces_its_section_and_keeps_keys_the_window_does_not_manage() {
+        let text = "[[github]]\nowner = \"a\"\nlabels = [\"gpu\"]\nrepos = [\"x\"]\n\n[[github]]\nowner = \"b\"\n";
+        let app = v1::forge_spec::Auth::App(v1::GithubAppAuth {
+            app_id: 7,
+            installation_id: 9,
+            private_key_file: "/keys/app.pem".into(),
+        });
+        let mut s = spec("a", app);
+        s.repos.clear();
+        s.url = "https://ghe.example/api/v3/".into();
+        let f = from_spec(s).unwrap();
+        assert!(f.token.is_none());
+        let out = with_forge(text, &f.github).unwrap();
+        let cfg = Config::parse(&out).unwrap();
+        assert_eq!(cfg.github.len(), 2);
+        let a = &cfg.github[0];
+        assert_eq!((a.labels.clone(), a.repos.is_empty()), (vec!["gpu".to_string()], true));
+        assert_eq!(a.api_url, "https://ghe.example/api/v3");
+        assert_eq!(a.app.as_ref().map(|x| (x.app_id, x.installation_id)), Some((7, 9)));
+        let gone = without_forge(&out, "a").unwrap().unwrap();
+        let cfg = Config::parse(&gone).unwrap();
+        assert_eq!(cfg.github.iter().map(|g| g.owner.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert!(without_forge(&gone, "a").unwrap().is_none());
+        assert!(!without_forge(&gone, "b").unwrap().unwrap().contains("github"));
+    }
+
+    #[test]
+    fn bad_specs_name_the_field_and_other_kinds_say_they_are_not_there_yet() {
+        let tok = || v1::forge_spec::Auth::Token("t".into());
+        let err = |s: v1::ForgeSpec| from_spec(s).unwrap_err().to_string();
+        assert!(err(spec("", tok())).starts_with("owner:"));
+        assert!(err(spec("a b", tok())).starts_with("owner:"));
+        assert!(err(spec("a", v1::forge_spec::Auth::Token(" ".into()))).starts_with("token:"));
+        let mut s = spec("a", tok());
+        s.url = "ftp://x".into();
+        assert!(err(s).starts_with("url:"));
+        let mut s = spec("a", tok());
+        s.repos = vec!["other/x".into()];
+        assert!(err(s).starts_with("repos:"));
+        let mut s = spec("a", tok());
+        s.kind = "gitlab".into();
+        assert!(matches!(from_spec(s), Err(ControlError::NotImplemented(_))));
+        let bad = "[[github]]\nowner = 1\n";
+        let f = from_spec(spec("a", tok())).unwrap();
+        assert!(matches!(with_forge(bad, &f.github), Err(ControlError::InvalidConfig(_))));
+        assert!(matches!(with_forge("github = 3", &f.github), Err(ControlError::InvalidConfig(_))));
+    }
+}

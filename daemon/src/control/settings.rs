@@ -1,0 +1,101 @@
+//! The settings window's RPCs: test a forge before saving it, save it (secret to the keyring, section to
+//! the config file, applied at once), remove it. One config-file edit runs at a time.
+
+use std::path::PathBuf;
+
+use ephemerd_proto::v1;
+
+use super::errors::ControlError;
+use super::forges;
+use super::server::ControlService;
+use crate::forge::Provider;
+use crate::forge::github::Github;
+
+impl ControlService {
+    /// The file forges are saved to: the one the daemon was started with, else the default one.
+    fn config_file(&self) -> PathBuf {
+        let given = match self.config.lock() {
+            Ok(g) => g.0.clone(),
+            Err(e) => e.into_inner().0.clone(),
+        };
+        given.unwrap_or_else(crate::platform::default_config_path)
+    }
+
+    fn set_config_file(&self, path: PathBuf) {
+        match self.config.lock() {
+            Ok(mut g) => g.0 = Some(path),
+            Err(e) => e.into_inner().0 = Some(path),
+        }
+    }
+
+    fn read_config_file(path: &std::path::Path) -> Result<String, ControlError> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(ControlError::InvalidConfig(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    pub(super) async fn test_forge_spec(
+        &self,
+        spec: v1::ForgeSpec,
+    ) -> Result<crate::forge::ProviderTest, ControlError> {
+        let f = forges::from_spec(spec)?;
+        let name = f.name.clone();
+        match Github::new(f.github, f.token) {
+            Ok(p) => Ok(p.test().await),
+            Err(e) => Ok(crate::forge::ProviderTest { ok: false, missing: vec![], message: format!("{name}: {e}") }),
+        }
+    }
+
+    pub(super) async fn save_forge_spec(&self, spec: v1::ForgeSpec) -> Result<v1::SaveForgeReply, ControlError> {
+        let f = forges::from_spec(spec)?;
+        let _one = self.editing.lock().await;
+        let path = self.config_file();
+        let text = forges::with_forge(&Self::read_config_file(&path)?, &f.github)?;
+        let stored = f.token.is_some();
+        if let Some(token) = f.token {
+            let (store, name) = (self.credentials.clone(), f.name.clone());
+            tokio::task::spawn_blocking(move || store.set(&name, &token))
+                .await
+                .map_err(|e| ControlError::InvalidConfig(e.to_string()))??;
+            tracing::info!(provider = %f.name, "credential stored in the OS keyring");
+        }
+        forges::write_config(&path, &text)?;
+        self.set_config_file(path.clone());
+        tracing::info!(provider = %f.name, config = %path.display(), "forge saved");
+        self.reload().await?;
+        let mut note = match (stored, self.flag_token.is_some()) {
+            (true, false) => format!("{}: token stored in the OS keyring; the forge is in use", f.name),
+            (true, true) => format!(
+                "{}: token stored in the OS keyring; this daemon was started with --token or GITHUB_TOKEN, which wins",
+                f.name
+            ),
+            (false, _) => format!("{}: the GitHub App is in use", f.name),
+        };
+        note.push_str(&format!(" (saved in {})", path.display()));
+        Ok(v1::SaveForgeReply { name: f.name, note, config_path: path.display().to_string() })
+    }
+
+    pub(super) async fn remove_forge_named(&self, name: String) -> Result<v1::RemoveForgeReply, ControlError> {
+        let owner = name.strip_prefix("github:").ok_or_else(|| ControlError::ProviderNotFound(name.clone()))?;
+        let _one = self.editing.lock().await;
+        let path = self.config_file();
+        let text = forges::without_forge(&Self::read_config_file(&path)?, owner)?
+            .ok_or_else(|| ControlError::ProviderNotFound(format!("{name} in {}", path.display())))?;
+        forges::write_config(&path, &text)?;
+        let (store, n) = (self.credentials.clone(), name.clone());
+        let deleted = tokio::task::spawn_blocking(move || store.delete(&n)).await;
+        let credential_deleted = match deleted {
+            Ok(Ok(existed)) => existed,
+            Ok(Err(e)) => {
+                tracing::warn!(provider = %name, error = %e, "the forge is removed, but its keyring entry could not be");
+                false
+            }
+            Err(_) => false,
+        };
+        tracing::info!(provider = %name, credential_deleted, "forge removed");
+        self.reload().await?;
+        Ok(v1::RemoveForgeReply { credential_deleted })
+    }
+}

@@ -10,8 +10,18 @@ pub struct UiError {
 }
 
 impl UiError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
+    }
+
+    /// Input the app itself refuses before asking the daemon.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_field", message)
+    }
+
+    /// A failure inside the app (a task that died, a window that could not open).
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new("internal", format!("Something went wrong in the app: {message}."))
     }
 }
 
@@ -36,7 +46,7 @@ pub fn from_status(s: &tonic::Status) -> UiError {
         Some(ErrorReason::JobNotRunning) => UiError::new("job_not_running", "That job is not running any more."),
         Some(ErrorReason::JobIdAmbiguous) => UiError::new("job_ambiguous", said),
         Some(ErrorReason::InvalidField) => {
-            UiError::new("invalid_input", format!("Please check what you entered: {said}."))
+            UiError::new("invalid_field", format!("Please check what you entered: {said}."))
         }
         Some(ErrorReason::DaemonStopping) => UiError::new("daemon_stopping", "ephemerd is shutting down."),
         Some(ErrorReason::ProviderNotFound) => UiError::new(
@@ -52,7 +62,7 @@ pub fn from_status(s: &tonic::Status) -> UiError {
             UiError::new("invalid_config", format!("The settings file has a mistake: {said}."))
         }
         Some(ErrorReason::NotImplemented) => {
-            UiError::new("not_supported", format!("This ephemerd cannot do that yet: {said}."))
+            UiError::new("not_implemented", format!("This ephemerd cannot do that yet: {said}."))
         }
         Some(ErrorReason::LogUnavailable) => {
             UiError::new("log_unavailable", format!("The job's log cannot be shown: {said}."))
@@ -76,7 +86,7 @@ mod tests {
             (ErrorReason::JobNotFound, "job_not_found"),
             (ErrorReason::KeyringUnavailable, "keyring_unavailable"),
             (ErrorReason::InvalidConfig, "invalid_config"),
-            (ErrorReason::InvalidField, "invalid_input"),
+            (ErrorReason::InvalidField, "invalid_field"),
             (ErrorReason::ProviderNotFound, "provider_not_found"),
         ];
         for (reason, code) in table {

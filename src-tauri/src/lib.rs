@@ -1,9 +1,20 @@
-//! `ephemerd-tray`: the tray app's logic, kept out of the Tauri shell so it is tested without a desktop.
-//! It talks to the daemon only through the control API (`ephemerd-proto`), never through the daemon
-//! crate. `supervisor` decides how to keep a daemon running (user mode: a child process; service mode:
-//! the OS service manager); `tray` turns the daemon's status into the tray's icon, tooltip and menu;
-//! `errors` turns failures into `{code, message}` the UI shows in words a user understands.
+//! `ephemerd-tray`: the tray app. It talks to the daemon only through the control API (`ephemerd-proto`),
+//! never through the daemon crate.
+//!
+//! Pure logic, tested without a desktop: `supervisor` (how to keep a daemon running: user mode's child
+//! process or the OS service manager), `tray` (the daemon's status as the tray's icon, tooltip and menu),
+//! `errors` (failures as `{code, message}` in words), `dto` (what crosses the IPC bridge), `paths`,
+//! `settings` (the app's own, never a secret) and `elevate` (the OS's admin prompt as a command line).
+//! Live: `daemon` carries out the supervisor's actions and follows the daemon's events; `commands` are
+//! what the UI invokes; `shell` is the Tauri app (plugins, tray, window).
 
+pub mod commands;
+pub mod daemon;
+pub mod dto;
+pub mod elevate;
 pub mod errors;
+pub mod paths;
+pub mod settings;
+pub mod shell;
 pub mod supervisor;
 pub mod tray;

@@ -53,6 +53,22 @@ impl Daemon {
         Daemon { data, config, child: None, env: Vec::new(), token: true }
     }
 
+    /// A data dir and config with no forge at all (the settings window adds one), for a daemon that
+    /// jobs reach the fake at `port` from.
+    pub fn prepare_bare(port: u16) -> Daemon {
+        let data = short_tempdir();
+        let config = data.path().join("config.toml");
+        let runner = format!("[runner]\ndir = \"{}\"", runner_tree().display());
+        let text = config_text(&format!(
+            "allow_host_ports = [{port}]\n[image]\ndefault = \"{JOB_IMAGE}\"\n{runner}\n[limits]\nmemory = \"512MiB\"\n"
+        ));
+        std::fs::write(&config, text).unwrap();
+        let out = ephemerd(data.path(), &config, &["image", "import", job_image_archive().unwrap().to_str().unwrap()])
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Daemon { data, config, child: None, env: Vec::new(), token: false }
+    }
+
     pub fn start(&mut self) {
         self.start_with_env(&[]);
     }

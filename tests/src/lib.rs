@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod fake_github;
 pub mod secret_service;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,328 @@
+//! What crosses the IPC bridge to the UI (`ui/src/api.ts` holds the same shapes): the daemon's proto
+//! messages turned into camelCase JSON with words instead of enum numbers and RFC 3339 times, and the
+//! settings window's forge turned into the proto's `ForgeSpec`. Secrets only ever go *to* the daemon.
+
+use std::time::{Duration, SystemTime};
+
+use ephemerd_proto::v1::{self, DaemonState, JobState};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::UiError;
+use crate::supervisor::{Health, Mode};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthDto {
+    pub state: &'static str,
+    pub reason: Option<String>,
+}
+
+impl From<&Health> for HealthDto {
+    fn from(h: &Health) -> Self {
+        let (state, reason) = match h {
+            Health::Connected => ("connected", None),
+            Health::Starting => ("starting", None),
+            Health::DaemonStopped => ("daemon_stopped", None),
+            Health::NotInstalled => ("not_installed", None),
+            Health::Unreachable(r) => ("unreachable", Some(r.clone())),
+        };
+        Self { state, reason }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppState {
+    pub health: HealthDto,
+    pub mode: &'static str,
+    pub status: Option<Status>,
+    pub start_at_login: bool,
+    pub notifications: bool,
+    pub onboarded: bool,
+}
+
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::User => "user",
+        Mode::Service => "service",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub version: String,
+    pub state: &'static str,
+    pub active_jobs: u32,
+    pub max_jobs: u32,
+    pub queued_jobs: u32,
+    pub providers: Vec<Provider>,
+    pub data_dir: String,
+    pub drain_deadline: Option<String>,
+    pub uptime_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provider {
+    pub name: String,
+    pub kind: String,
+    pub url: String,
+    pub connected: bool,
+    pub last_poll: Option<String>,
+    pub last_error: String,
+    pub rate_limit_remaining: i64,
+    pub discovery: String,
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub provider: String,
+    pub forge_job_id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub workflow: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub runner_name: String,
+    pub image: String,
+    pub target: String,
+    pub state: &'static str,
+    pub conclusion: String,
+    pub exit_code: Option<i64>,
+    pub queued_at: Option<String>,
+    pub claimed_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub html_url: String,
+}
+
+fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
+    let t = t?;
+    let at = if t.seconds >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(Duration::new(t.seconds as u64, t.nanos.clamp(0, 999_999_999) as u32))?
+    } else {
+        return None;
+    };
+    Some(humantime::format_rfc3339_millis(at).to_string())
+}
+
+pub fn daemon_state(s: i32) -> &'static str {
+    match DaemonState::try_from(s).unwrap_or(DaemonState::Unspecified) {
+        DaemonState::Running => "running",
+        DaemonState::Paused => "paused",
+        DaemonState::Draining => "draining",
+        DaemonState::Stopping => "stopping",
+        DaemonState::Unspecified => "unknown",
+    }
+}
+
+pub fn job_state(s: i32) -> &'static str {
+    match JobState::try_from(s).unwrap_or(JobState::Unspecified) {
+        JobState::Queued => "queued",
+        JobState::Claiming => "claiming",
+        JobState::Claimed => "claimed",
+        JobState::Starting => "starting",
+        JobState::JobRunning => "running",
+        JobState::Finished => "finished",
+        JobState::Failed => "failed",
+        JobState::Cleaned => "cleaned",
+        JobState::Unspecified => "unknown",
+    }
+}
+
+impl From<&v1::ProviderHealth> for Provider {
+    fn from(p: &v1::ProviderHealth) -> Self {
+        Self {
+            name: p.name.clone(),
+            kind: p.kind.clone(),
+            url: p.url.clone(),
+            connected: p.connected,
+            last_poll: time(p.last_poll),
+            last_error: p.last_error.clone(),
+            rate_limit_remaining: p.rate_limit_remaining,
+            discovery: p.discovery.clone(),
+            credential: if p.credential.is_empty() { "missing".into() } else { p.credential.clone() },
+        }
+    }
+}
+
+impl From<&v1::StatusReply> for Status {
+    fn from(s: &v1::StatusReply) -> Self {
+        Self {
+            version: s.version.clone(),
+            state: daemon_state(s.state),
+            active_jobs: s.active_jobs,
+            max_jobs: s.max_jobs,
+            queued_jobs: s.queued_jobs,
+            providers: s.providers.iter().map(Provider::from).collect(),
+            data_dir: s.data_dir.clone(),
+            drain_deadline: time(s.drain_deadline),
+            uptime_secs: s.uptime.map(|d| d.seconds.max(0) as u64).unwrap_or(0),
+        }
+    }
+}
+
+impl From<&v1::Job> for Job {
+    fn from(j: &v1::Job) -> Self {
+        Self {
+            id: j.id.clone(),
+            provider: j.provider.clone(),
+            forge_job_id: j.forge_job_id,
+            run_id: j.run_id,
+            repo: j.repo.clone(),
+            workflow: j.workflow.clone(),
+            name: j.name.clone(),
+            labels: j.labels.clone(),
+            runner_name: j.runner_name.clone(),
+            image: j.image.clone(),
+            target: j.target.clone(),
+            state: job_state(j.state),
+            conclusion: j.conclusion.clone(),
+            exit_code: j.exit_code,
+            queued_at: time(j.queued_at),
+            claimed_at: time(j.claimed_at),
+            started_at: time(j.started_at),
+            finished_at: time(j.finished_at),
+            html_url: j.html_url.clone(),
+        }
+    }
+}
+
+/// A log stream's events, sent over a Tauri channel.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum LogEvent {
+    Data { text: String },
+    End,
+    Error { error: UiError },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ForgeAuth {
+    Token {
+        token: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    App {
+        app_id: u64,
+        installation_id: u64,
+        key_file: String,
+    },
+}
+
+/// A forge as the settings window sends it. Its `Debug` never shows the secret.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgeInput {
+    pub kind: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub repos: Vec<String>,
+    pub auth: ForgeAuth,
+    #[serde(default)]
+    pub poll_interval: Option<String>,
+    #[serde(default)]
+    pub webhook: bool,
+}
+
+impl std::fmt::Debug for ForgeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForgeInput").field("kind", &self.kind).field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+impl ForgeInput {
+    /// The proto's spec; what the daemon cannot take from the app is refused here, in words.
+    pub fn into_spec(self) -> Result<v1::ForgeSpec, UiError> {
+        if self.webhook {
+            return Err(UiError::invalid(
+                "Webhooks need a public address and a secret, which the app does not set up yet: use polling, or \
+                 set webhook_secret_env in the daemon's config file.",
+            ));
+        }
+        let poll_interval = match self.poll_interval.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let d = humantime::parse_duration(s).map_err(|_| {
+                    UiError::invalid(format!("The poll interval `{s}` is not a duration (e.g. 10s or 1m)."))
+                })?;
+                Some(prost_types::Duration { seconds: d.as_secs() as i64, nanos: 0 })
+            }
+        };
+        let auth = match self.auth {
+            ForgeAuth::Token { token } => v1::forge_spec::Auth::Token(token),
+            ForgeAuth::App { app_id, installation_id, key_file } => {
+                v1::forge_spec::Auth::App(v1::GithubAppAuth { app_id, installation_id, private_key_file: key_file })
+            }
+        };
+        Ok(v1::ForgeSpec {
+            kind: self.kind,
+            url: self.url,
+            owner: self.owner,
+            repos: self.repos,
+            auth: Some(auth),
+            poll_interval,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub ok: bool,
+    pub missing: Vec<String>,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_and_status_become_words_and_rfc3339_times() {
+        let j = v1::Job {
+            id: "github:o#1".into(),
+            state: JobState::JobRunning as i32,
+            queued_at: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 5_000_000 }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(Job::from(&j)).unwrap();
+        assert_eq!(v["state"], "running");
+        assert_eq!(v["queuedAt"], "2023-11-14T22:13:20.005Z");
+        assert_eq!(v["startedAt"], serde_json::Value::Null);
+        assert_eq!(v["forgeJobId"], 0);
+        let s = v1::StatusReply { state: DaemonState::Paused as i32, ..Default::default() };
+        assert_eq!(serde_json::to_value(Status::from(&s)).unwrap()["state"], "paused");
+    }
+
+    #[test]
+    fn a_forge_from_the_window_becomes_a_spec_and_its_secret_stays_out_of_debug() {
+        let f: ForgeInput = serde_json::from_value(serde_json::json!({
+            "kind": "github", "url": "", "owner": "octo-org", "repos": ["app"],
+            "auth": {"type": "token", "token": "ghp_x"}, "pollInterval": "5s", "webhook": false
+        }))
+        .unwrap();
+        assert!(!format!("{f:?}").contains("ghp_x"));
+        let spec = f.into_spec().unwrap();
+        assert_eq!(spec.poll_interval.map(|d| d.seconds), Some(5));
+        assert_eq!(spec.auth, Some(v1::forge_spec::Auth::Token("ghp_x".into())));
+        let app: ForgeInput = serde_json::from_value(serde_json::json!({
+            "kind": "github", "owner": "o",
+            "auth": {"type": "app", "appId": 1, "installationId": 2, "keyFile": "/k.pem"}
+        }))
+        .unwrap();
+        let spec = app.into_spec().unwrap();
+        assert!(matches!(spec.auth, Some(v1::forge_spec::Auth::App(ref a)) if a.installation_id == 2));
+        let hook: ForgeInput = serde_json::from_value(serde_json::json!({
+            "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"}, "webhook": true
+        }))
+        .unwrap();
+        assert_eq!(hook.into_spec().unwrap_err().code, "invalid_field");
+    }
+}

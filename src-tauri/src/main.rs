@@ -1,0 +1,6 @@
+//! The `ephemerd-tray` binary: the whole app lives in the library (`ephemerd_tray::shell`).
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() -> std::process::ExitCode {
+    ephemerd_tray::shell::run()
+}

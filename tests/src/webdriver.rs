@@ -1,0 +1,252 @@
+//! The tray app in a real window, driven over WebDriver: an Xvfb display, `tauri-driver` (which runs
+//! WebKitWebDriver, which runs the app), and a small W3C WebDriver client over plain HTTP. Everything
+//! runs with the environment the test gives, so the app finds its daemon, keyring and files there.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+
+/// An X server of our own.
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+}
+
+impl Xvfb {
+    pub fn start() -> Result<Xvfb> {
+        for n in 70..120 {
+            let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+            if sock.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let child = Command::new("Xvfb")
+                .args([format!(":{n}").as_str(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("Xvfb (apt install xvfb)")?;
+            let mut x = Xvfb { child, display: format!(":{n}") };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !sock.exists() {
+                if let Ok(Some(_)) = x.child.try_wait() {
+                    break; // Lost a race for the display: try the next one.
+                }
+                if Instant::now() > deadline {
+                    bail!("Xvfb :{n} did not come up");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if sock.exists() {
+                return Ok(x);
+            }
+        }
+        bail!("no free X display between :70 and :119")
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tauri-driver` on a free port: from `TAURI_DRIVER`, else `~/.cache/ephemerd/tools/bin`, else `PATH`.
+pub struct Driver {
+    child: Child,
+    pub addr: String,
+}
+
+pub fn tauri_driver_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TAURI_DRIVER") {
+        return p.into();
+    }
+    let cached = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ephemerd/tools/bin/tauri-driver"));
+    cached.filter(|p| p.is_file()).unwrap_or_else(|| "tauri-driver".into())
+}
+
+impl Driver {
+    pub fn start(env: &[(String, String)], log: &Path) -> Result<Driver> {
+        let port = crate::free_port();
+        let native = crate::free_port();
+        let out = std::fs::File::create(log)?;
+        let child = Command::new(tauri_driver_bin())
+            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .context("tauri-driver (cargo install tauri-driver --locked --version 2.1.0)")?;
+        let d = Driver { child, addr: format!("127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = request("GET", &d.addr, "/status", None, Duration::from_secs(2)) {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                bail!("tauri-driver did not answer on {}", d.addr);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A session: the app started with `args`.
+    pub fn session(&self, app: &Path, args: &[&str]) -> Result<Session> {
+        let body = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
+            "application": app.display().to_string(), "args": args
+        }}}});
+        let (code, v) = request("POST", &self.addr, "/session", Some(&body), Duration::from_secs(90))?;
+        if code != 200 {
+            bail!("new session refused ({code}): {v}");
+        }
+        let id = v["value"]["sessionId"].as_str().ok_or_else(|| anyhow!("no session id in {v}"))?.to_string();
+        Ok(Session { addr: self.addr.clone(), id })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request; the JSON answer (chunked or not).
+fn request(method: &str, addr: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<(u16, Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).with_context(|| format!("{method} {path}"))?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no HTTP answer"))?;
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let mut payload = resp[split + 4..].to_vec();
+    let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("bad status"))?;
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        payload = dechunk(&payload)?;
+    }
+    let v = if payload.is_empty() { Value::Null } else { serde_json::from_slice(&payload)? };
+    Ok((code, v))
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = b.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("bad chunk"))?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..line]).trim(), 16)?;
+        b = &b[line + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+pub struct Session {
+    addr: String,
+    pub id: String,
+}
+
+impl Session {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        let full = format!("/session/{}{path}", self.id);
+        let (code, v) = request(method, &self.addr, &full, body.as_ref(), Duration::from_secs(60))?;
+        if code != 200 {
+            bail!("{method} {path}: {code} {v}");
+        }
+        Ok(v["value"].clone())
+    }
+
+    /// The first element matching `css`, if any.
+    pub fn find(&self, css: &str) -> Option<String> {
+        let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))).ok()?;
+        v.as_object()?.values().next()?.as_str().map(String::from)
+    }
+
+    /// Waits for an element matching `css`.
+    pub fn wait_for(&self, css: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.find(css) {
+                return Ok(e);
+            }
+            if Instant::now() > deadline {
+                bail!("no element `{css}` after {timeout:?}; the page says:\n{}", self.body_text());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the text of `css` satisfies `ok`; returns it.
+    pub fn wait_text(&self, css: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Some(e) = self.find(css) {
+                last = self.text(&e).unwrap_or_default();
+                if ok(&last) {
+                    return Ok(last);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("`{css}` never matched after {timeout:?}; last text: {last:?}; page:\n{}", self.body_text());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn click(&self, css: &str) -> Result<()> {
+        let e = self.wait_for(css, Duration::from_secs(20))?;
+        self.call("POST", &format!("/element/{e}/click"), Some(json!({}))).map(|_| ())
+    }
+
+    /// Replaces an input's value, as typing would (the W3C `text` field).
+    pub fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let e = self.wait_for(css, Duration::from_secs(20))?;
+        self.call("POST", &format!("/element/{e}/clear"), Some(json!({})))?;
+        self.call("POST", &format!("/element/{e}/value"), Some(json!({"text": text}))).map(|_| ())
+    }
+
+    pub fn text(&self, element: &str) -> Result<String> {
+        Ok(self.call("GET", &format!("/element/{element}/text"), None)?.as_str().unwrap_or_default().to_string())
+    }
+
+    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let e = self.find(css)?;
+        self.call("GET", &format!("/element/{e}/attribute/{name}"), None).ok()?.as_str().map(String::from)
+    }
+
+    pub fn body_text(&self) -> String {
+        self.find("body").and_then(|b| self.text(&b).ok()).unwrap_or_default()
+    }
+
+    pub fn script(&self, js: &str) -> Result<Value> {
+        self.call("POST", "/execute/sync", Some(json!({"script": js, "args": []})))
+    }
+
+    pub fn screenshot(&self, to: &Path) -> Result<()> {
+        use base64::Engine;
+        let v = self.call("GET", "/screenshot", None)?;
+        let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default())?;
+        if let Some(d) = to.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(to, png)?;
+        Ok(())
+    }
+
+    pub fn close(self) {
+        let _ = request("DELETE", &self.addr, &format!("/session/{}", self.id), None, Duration::from_secs(20));
+    }
+}

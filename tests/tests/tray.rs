@@ -1,0 +1,216 @@
+//! The tray app end to end, in a real window: under Xvfb, the built `ephemerd-tray` driven over WebDriver
+//! (tauri-driver + WebKitWebDriver), in user mode (it runs `ephemerd serve` itself) with the real daemon,
+//! containerd, a real Secret Service and the fake GitHub. A desktop user's path: connect a forge in
+//! Settings (the token lands in the keyring, in no file), watch a job go running → succeeded with its log,
+//! pause from the window, and see the app restart a daemon that was killed. Screenshots of each window
+//! are saved under `<target>/screenshots/` for a reviewer.
+
+#![allow(clippy::await_holding_lock)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ephemerd_e2e::daemon::*;
+use ephemerd_e2e::secret_service::SecretService;
+use ephemerd_e2e::webdriver::{Driver, Session, Xvfb};
+use ephemerd_e2e::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn screenshots() -> PathBuf {
+    // ephemerd_bin() is <target>/debug/ephemerd.
+    ephemerd_bin().parent().and_then(Path::parent).unwrap().join("screenshots")
+}
+
+/// The pids of `ephemerd serve` processes whose environment names `data_dir`.
+fn daemons_of(data_dir: &Path) -> Vec<i32> {
+    let needle = format!("EPHEMERD_DATA_DIR={}", data_dir.display());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.len() < 2 || !args[0].ends_with(b"ephemerd") || args[1] != b"serve" {
+            continue;
+        }
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() && m.len() < (64 << 20) {
+                let data = std::fs::read(e.path()).unwrap_or_default();
+                if data.windows(needle.len()).any(|w| w == needle) {
+                    hits.push(e.path());
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn status_json(d: &Daemon) -> serde_json::Value {
+    let out = d.ctl(&["--json", "status"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+struct Shots<'a> {
+    s: &'a Session,
+}
+
+impl Shots<'_> {
+    fn take(&self, name: &str) {
+        let to = screenshots().join(format!("tray-{name}.png"));
+        self.s.screenshot(&to).unwrap();
+        eprintln!("screenshot: {}", to.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
+    let _s = serial();
+    let (fake, port) = fake_for_runners().await;
+    let d = Daemon::prepare_bare(port);
+    let keyring = SecretService::start();
+    let x = Xvfb::start().unwrap();
+    let app_dir = tempfile::tempdir().unwrap();
+    // User mode (the app runs the daemon), onboarding not done yet: the app opens at the onboarding.
+    std::fs::write(app_dir.path().join("settings.json"), r#"{"mode":"user","notifications":true,"onboarded":false}"#)
+        .unwrap();
+    let mut env = keyring.env();
+    env.extend([
+        ("DISPLAY".to_string(), x.display.clone()),
+        ("EPHEMERD_DATA_DIR".into(), d.data.path().display().to_string()),
+        ("EPHEMERD_CONFIG".into(), d.config.display().to_string()),
+        ("EPHEMERD_BIN".into(), ephemerd_bin().display().to_string()),
+        ("EPHEMERD_TRAY_DIR".into(), app_dir.path().display().to_string()),
+        ("EPHEMERD_LOG".into(), "ephemerd=debug".into()),
+        ("NO_AT_BRIDGE".into(), "1".into()),
+        ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+    ]);
+    let driver_log = app_dir.path().join("driver.log");
+    let driver = Driver::start(&env, &driver_log).unwrap();
+    let tray = ephemerd_bin().with_file_name("ephemerd-tray");
+    assert!(tray.is_file(), "{} is missing: cargo build -p ephemerd-tray", tray.display());
+    let session = driver.session(&tray, &["--show"]).unwrap();
+    let shots = Shots { s: &session };
+    let daemon_log = || std::fs::read_to_string(app_dir.path().join("daemon.log")).unwrap_or_default();
+    let result = std::panic::AssertUnwindSafe(async {
+        // The app started its own daemon and connected to it.
+        session.wait_for("#onboarding", 30 * S).unwrap();
+        session.wait_for("#health[data-state='connected']", 90 * S).unwrap_or_else(|e| {
+            panic!(
+                "{e}\ndaemon log:\n{}\ndriver log:\n{}",
+                daemon_log(),
+                std::fs::read_to_string(&driver_log).unwrap_or_default()
+            )
+        });
+        assert_eq!(daemons_of(d.data.path()).len(), 1, "the app runs one daemon");
+        shots.take("onboarding");
+
+        // Settings: connect the (fake) GitHub with a token; test first, then save.
+        session.click("#nav-settings").unwrap();
+        session.wait_for("#settings", 10 * S).unwrap();
+        session.fill("#forge-url", &fake.url()).unwrap();
+        session.fill("#forge-owner", "octo-org").unwrap();
+        session.fill("#forge-repos", "app").unwrap();
+        session.fill("#forge-token", TOKEN).unwrap();
+        session.fill("#forge-poll", "1s").unwrap();
+        session.click("#forge-test").unwrap();
+        session.wait_text("#forge-test-result", 30 * S, |t| t.contains("Connection works")).unwrap();
+        session.click("#forge-save").unwrap();
+        session.wait_text("#forge-save-result", 30 * S, |t| t.contains("github:octo-org")).unwrap();
+        session.wait_text("li[data-forge='github:octo-org']", 30 * S, |t| t.contains("Stored in keychain")).unwrap();
+        assert!(session.attribute("#forge-token", "value").unwrap_or_default().is_empty(), "the secret is cleared");
+        shots.take("settings");
+        // The token is in the keyring, and in no file: not the daemon's, not the app's, not the config.
+        let config = std::fs::read_to_string(&d.config).unwrap();
+        assert!(config.contains("owner = \"octo-org\""), "{config}");
+        for dir in [d.data.path(), app_dir.path(), keyring.home.path().join("data/ephemerd").as_path()] {
+            let hits = files_containing(dir, TOKEN.as_bytes());
+            assert!(hits.is_empty(), "the token is written in {hits:?}");
+        }
+
+        // A job queued at the forge shows up and runs, live, with its log.
+        let (_, job) = fake.queue_script(
+            "octo-org/app",
+            "build",
+            &["self-hosted"],
+            "echo hello-from-the-window-test; sleep 4; echo done",
+        );
+        let id = format!("github:octo-org#{job}");
+        session.click("#nav-jobs").unwrap();
+        let row = format!("tr[data-job-id='{id}']");
+        session.wait_for(&format!("{row}[data-state='running']"), 90 * S).unwrap();
+        shots.take("jobs-running");
+        session.click(&format!("{row} td.name")).unwrap();
+        session.wait_for("#job-detail", 10 * S).unwrap();
+        session.wait_text("#job-log", 60 * S, |t| t.contains("hello-from-the-window-test")).unwrap();
+        session.wait_text("#job-state", 90 * S, |t| t.contains("succeeded")).unwrap();
+        session.wait_text("#job-log", 30 * S, |t| t.contains("done")).unwrap();
+        shots.take("job-detail");
+        session.click("#nav-jobs").unwrap();
+        session.wait_text(&format!("{row} td.state"), 30 * S, |t| t.contains("succeeded")).unwrap();
+        shots.take("jobs");
+
+        // Pause from the window: the daemon reports paused; resume again.
+        session.click("#pause-toggle").unwrap();
+        session.wait_text("#pause-toggle", 10 * S, |t| t.contains("Resume")).unwrap();
+        assert_eq!(status_json(&d)["state"], "paused", "the daemon says paused");
+        shots.take("paused");
+        session.click("#pause-toggle").unwrap();
+        session.wait_text("#pause-toggle", 10 * S, |t| t.contains("Pause")).unwrap();
+        assert_eq!(status_json(&d)["state"], "running");
+
+        // Kill the daemon: the app notices and starts it again.
+        let before = daemons_of(d.data.path());
+        assert_eq!(before.len(), 1);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(before[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let deadline = Instant::now() + 60 * S;
+        loop {
+            let now = daemons_of(d.data.path());
+            if now.len() == 1 && now != before && session.find("#health[data-state='connected']").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the app did not restart the daemon; daemon log:\n{}", daemon_log());
+            tokio::time::sleep(S / 4).await;
+        }
+        assert_eq!(status_json(&d)["state"], "running", "the new daemon answers");
+        shots.take("restarted");
+    });
+    let outcome = futures::FutureExt::catch_unwind(result).await;
+    session.close();
+    drop(driver);
+    // Stop the app's daemon as its Quit would (SIGTERM: it stops its jobs and containerd), then check.
+    for pid in daemons_of(d.data.path()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + 60 * S;
+    while !daemons_of(d.data.path()).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(S / 4).await;
+    }
+    drop(x);
+    if let Err(p) = outcome {
+        let log = daemon_log();
+        let tail: Vec<&str> = log.lines().rev().take(80).collect();
+        eprintln!("daemon log (last 80 lines):");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+        let _ = d.ctl(&["cleanup"]);
+        std::panic::resume_unwind(p);
+    }
+    d.assert_clean();
+}

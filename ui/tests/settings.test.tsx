@@ -1,0 +1,128 @@
+// Settings: the connected forges (credential words, replace, remove) and the app settings.
+import { fireEvent, waitFor } from '@testing-library/preact';
+import { describe, expect, it, vi } from 'vitest';
+import type { AppState } from '../src/api';
+import { appState, provider, status } from './fixtures';
+import { emitEvent, fakeIpc, rejectWith, type Handler } from './ipc';
+import { $, $$, renderApp } from './render';
+
+const providers = [
+  provider({ name: 'github:octo-org', credential: 'keyring', discovery: 'webhook' }),
+  provider({
+    name: 'forgejo:me',
+    kind: 'forgejo',
+    url: 'https://codeberg.org',
+    credential: 'environment',
+    connected: false,
+    lastError: 'The token was rejected (401).',
+  }),
+  provider({ name: 'gitlab:ci', kind: 'gitlab', credential: 'missing' }),
+];
+
+async function openSettings(handlers: Record<string, Handler> = {}, state: AppState = appState({ status: status({ providers }) })) {
+  const ipc = fakeIpc({ app_state: () => state, list_jobs: () => [], ...handlers });
+  await renderApp('#/settings');
+  await waitFor(() => expect(document.querySelector('#settings')).not.toBeNull());
+  return ipc;
+}
+
+describe('connected forges', () => {
+  it('lists each forge with where its credential is kept', async () => {
+    await openSettings();
+    expect($$('#forges li[data-forge]').map((li) => li.dataset.forge)).toEqual(['github:octo-org', 'forgejo:me', 'gitlab:ci']);
+    expect($('li[data-forge="github:octo-org"] .credential').textContent).toBe('Stored in keychain');
+    expect($('li[data-forge="forgejo:me"] .credential').textContent).toBe('From environment');
+    expect($('li[data-forge="gitlab:ci"] .credential').textContent).toBe('Missing: add a token');
+    expect($('li[data-forge="forgejo:me"]').textContent).toContain('The token was rejected (401).');
+    expect($('li[data-forge="forgejo:me"] .connection').textContent).toBe('Not connected');
+    expect($('li[data-forge="github:octo-org"]').textContent).toContain('webhook');
+    expect(document.querySelector('li[data-forge="github:octo-org"] .replace-secret')).toBeNull();
+  });
+
+  it('replaces a saved token through set_credential', async () => {
+    const ipc = await openSettings({ set_credential: () => ({ note: 'New token stored in the keychain.' }) });
+    const item = '[data-forge="github:octo-org"]';
+    fireEvent.click($(`${item} .replace`));
+    fireEvent.input($(`${item} .replace-secret`), { target: { value: 'ghp_new' } });
+    fireEvent.click($(`${item} .replace-save`));
+    await waitFor(() => expect($(item).textContent).toContain('New token stored in the keychain.'));
+    expect(ipc.callsOf('set_credential')).toEqual([{ provider: 'github:octo-org', secret: 'ghp_new' }]);
+    expect(document.querySelector(`${item} .replace-secret`)).toBeNull();
+  });
+
+  it('shows a refused replacement', async () => {
+    await openSettings({
+      set_credential: rejectWith({ code: 'keyring_unavailable', message: 'No keychain.' }),
+    });
+    const item = '[data-forge="gitlab:ci"]';
+    fireEvent.click($(`${item} .replace`));
+    fireEvent.input($(`${item} .replace-secret`), { target: { value: 'glrt-x' } });
+    fireEvent.click($(`${item} .replace-save`));
+    const error = await waitFor(() => $(`${item} .error`));
+    expect(error.dataset.code).toBe('keyring_unavailable');
+  });
+
+  it('removes a forge after confirming, and the list follows the daemon', async () => {
+    const confirm = vi.spyOn(window, 'confirm').mockReturnValue(true);
+    let current = appState({ status: status({ providers }) });
+    const ipc = await openSettings(
+      {
+        app_state: () => current,
+        remove_forge: ({ name }) => {
+          current = appState({ status: status({ providers: providers.filter((p) => p.name !== name) }) });
+          return null;
+        },
+      },
+      current,
+    );
+    fireEvent.click($('[data-forge="forgejo:me"] .remove'));
+    expect(confirm).toHaveBeenCalledOnce();
+    await waitFor(() => expect(ipc.callsOf('remove_forge')).toEqual([{ name: 'forgejo:me' }]));
+    await waitFor(() =>
+      expect($$('#forges li[data-forge]').map((li) => li.dataset.forge)).toEqual(['github:octo-org', 'gitlab:ci']),
+    );
+    await emitEvent('daemon:state', appState({ status: status({ providers: [providers[0]] }) }));
+    expect($$('#forges li[data-forge]').map((li) => li.dataset.forge)).toEqual(['github:octo-org']);
+  });
+
+  it('keeps a forge when the remove is not confirmed', async () => {
+    vi.spyOn(window, 'confirm').mockReturnValue(false);
+    const ipc = await openSettings({ remove_forge: () => null });
+    fireEvent.click($('[data-forge="forgejo:me"] .remove'));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('remove_forge')).toEqual([]);
+  });
+});
+
+describe('app settings', () => {
+  it('shows and changes the supervision mode', async () => {
+    const ipc = await openSettings({ set_mode: ({ mode }) => appState({ mode: mode as AppState['mode'] }) });
+    expect(($('#mode-user') as HTMLInputElement).checked).toBe(true);
+    expect(($('#mode-service') as HTMLInputElement).checked).toBe(false);
+    fireEvent.click($('#mode-service'));
+    await waitFor(() => expect(($('#mode-service') as HTMLInputElement).checked).toBe(true));
+    expect(ipc.callsOf('set_mode')).toEqual([{ mode: 'service' }]);
+  });
+
+  it('switches notifications and start at login', async () => {
+    const ipc = await openSettings({
+      set_notifications: ({ enabled }) => appState({ notifications: enabled as boolean }),
+      set_start_at_login: ({ enabled }) => appState({ startAtLogin: enabled as boolean, notifications: false }),
+    });
+    expect(($('#notifications') as HTMLInputElement).checked).toBe(true);
+    fireEvent.click($('#notifications'));
+    await waitFor(() => expect(ipc.callsOf('set_notifications')).toEqual([{ enabled: false }]));
+    await waitFor(() => expect(($('#notifications') as HTMLInputElement).checked).toBe(false));
+    fireEvent.click($('#start-at-login'));
+    await waitFor(() => expect(ipc.callsOf('set_start_at_login')).toEqual([{ enabled: true }]));
+    await waitFor(() => expect(($('#start-at-login') as HTMLInputElement).checked).toBe(true));
+  });
+
+  it('shows a refused change', async () => {
+    await openSettings({ set_mode: rejectWith({ code: 'not_implemented', message: 'Service mode is not available here.' }) });
+    fireEvent.click($('#mode-service'));
+    const error = await waitFor(() => $('#app-settings .error'));
+    expect(error.dataset.code).toBe('not_implemented');
+    expect(error.textContent).toBe('Service mode is not available here.');
+  });
+});

@@ -191,3 +191,90 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         open_url,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+    use tauri::ipc::{CallbackFn, InvokeBody};
+    use tauri::test::{INVOKE_KEY, MockRuntime, get_ipc_response, mock_builder, mock_context, noop_assets};
+    use tauri::webview::InvokeRequest;
+
+    use crate::daemon::Core;
+    use crate::paths::Paths;
+
+    /// The app on Tauri's mock runtime, with no daemon at its socket.
+    fn app(dir: &Path) -> (tauri::App<MockRuntime>, tauri::WebviewWindow<MockRuntime>) {
+        let nowhere = dir.join("run/control.sock");
+        let paths = Paths {
+            socket: nowhere.clone(),
+            service_socket: nowhere,
+            ephemerd: dir.join("no-ephemerd"),
+            app_dir: dir.join("app"),
+        };
+        let app = crate::shell::builder(mock_builder(), Core::new(paths)).build(mock_context(noop_assets())).unwrap();
+        let w = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+        (app, w)
+    }
+
+    fn invoke(w: &tauri::WebviewWindow<MockRuntime>, cmd: &str, body: Value) -> Result<Value, Value> {
+        let req = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(body),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(w, req).map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    #[test]
+    fn the_state_says_what_is_known_and_settings_are_saved_without_secrets() {
+        let d = tempfile::tempdir().unwrap();
+        let (_app, w) = app(d.path());
+        let s = invoke(&w, "app_state", json!({})).unwrap();
+        assert_eq!(s["health"]["state"], "starting");
+        assert_eq!((s["status"].clone(), s["onboarded"].clone()), (Value::Null, json!(false)));
+        let s = invoke(&w, "set_notifications", json!({"enabled": false})).unwrap();
+        assert_eq!(s["notifications"], false);
+        let s = invoke(&w, "set_mode", json!({"mode": "user"})).unwrap();
+        assert_eq!(s["mode"], "user");
+        let s = invoke(&w, "finish_onboarding", json!({})).unwrap();
+        assert_eq!(s["onboarded"], true);
+        let saved: Value = serde_json::from_slice(&std::fs::read(d.path().join("app/settings.json")).unwrap()).unwrap();
+        assert_eq!(saved, json!({"mode": "user", "notifications": false, "onboarded": true}));
+        let e = invoke(&w, "set_mode", json!({"mode": "root"})).unwrap_err();
+        assert!(e.to_string().contains("root"), "{e}");
+    }
+
+    #[test]
+    fn without_a_daemon_calls_fail_in_words_and_bad_input_is_refused_before_sending() {
+        let d = tempfile::tempdir().unwrap();
+        let (_app, w) = app(d.path());
+        let e = invoke(&w, "list_jobs", json!({"all": false})).unwrap_err();
+        assert_eq!(e["code"], "daemon_unavailable");
+        assert_eq!(e["message"], "ephemerd is not running.");
+        assert_eq!(invoke(&w, "pause", json!({})).unwrap_err()["code"], "daemon_unavailable");
+        let hook =
+            json!({"kind": "github", "owner": "o", "auth": {"type": "token", "token": "ghp_x"}, "webhook": true});
+        let e = invoke(&w, "save_forge", json!({"forge": hook})).unwrap_err();
+        assert_eq!(e["code"], "invalid_field");
+        assert!(!e.to_string().contains("ghp_x"));
+        let e = invoke(
+            &w,
+            "test_forge",
+            json!({"forge": {"kind": "github", "owner": "o",
+            "auth": {"type": "token", "token": "t"}, "pollInterval": "soon"}}),
+        )
+        .unwrap_err();
+        assert_eq!(e["code"], "invalid_field");
+        let e = invoke(&w, "set_credential", json!({"provider": "github:o", "secret": " "})).unwrap_err();
+        assert_eq!(e["code"], "invalid_field");
+        assert_eq!(invoke(&w, "open_url", json!({"url": "file:///etc/passwd"})).unwrap_err()["code"], "invalid_field");
+        // No autostart plugin on the mock runtime: said so, not a crash.
+        assert_eq!(invoke(&w, "set_start_at_login", json!({"enabled": true})).unwrap_err()["code"], "not_implemented");
+    }
+}

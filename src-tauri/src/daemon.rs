@@ -23,8 +23,10 @@ use crate::tray::{self, Tray};
 
 /// What the shell does for the core: the window system's side.
 pub trait Ui: Send + Sync + 'static {
-    /// The app state changed (and with it the tray).
-    fn state(&self, state: &AppState, tray: &Tray);
+    /// The app state changed (a forge's last poll is enough).
+    fn state(&self, state: &AppState);
+    /// The tray changed (icon, tooltip or menu): rendering it is not free, so only then.
+    fn tray(&self, tray: &Tray);
     /// A full list of unfinished jobs (on each connect).
     fn jobs(&self, jobs: &[Job]);
     /// One job changed.
@@ -52,6 +54,7 @@ struct Inner {
     /// Jobs a failure notification was shown for.
     notified: HashSet<String>,
     last: Option<AppState>,
+    last_tray: Option<Tray>,
 }
 
 pub struct Core {
@@ -79,12 +82,21 @@ impl Core {
                 child: None,
                 notified: HashSet::new(),
                 last: None,
+                last_tray: None,
             }),
             ui: OnceLock::new(),
             wake: Notify::new(),
             logs: Mutex::new(HashMap::new()),
             next_log: AtomicU32::new(1),
         })
+    }
+
+    /// The socket of the daemon this mode uses: our own child's, or the system service's.
+    pub fn socket(&self) -> std::path::PathBuf {
+        match self.lock().sup.mode {
+            Mode::User => self.paths.socket.clone(),
+            Mode::Service => self.paths.service_socket.clone(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -142,10 +154,20 @@ impl Core {
             let stopped = was == Some("connected") && state.health.state != "connected" && i.settings.notifications;
             i.last = Some(state.clone());
             let status = i.status.as_ref().filter(|_| i.sup.health == Health::Connected);
-            (state, tray::model(&i.sup.health, status, i.start_at_login), stopped)
+            let tray = tray::model(&i.sup.health, status, i.start_at_login);
+            let tray = if i.last_tray.as_ref() == Some(&tray) {
+                None
+            } else {
+                i.last_tray = Some(tray.clone());
+                Some(tray)
+            };
+            (state, tray, stopped)
         };
         if let Some(ui) = self.ui() {
-            ui.state(&state, &tray);
+            ui.state(&state);
+            if let Some(t) = tray {
+                ui.tray(&t);
+            }
             if stopped {
                 let why = state.health.reason.clone().unwrap_or_else(|| "it is not answering".into());
                 ui.notify("ephemerd stopped", &format!("The daemon stopped: {why}. No jobs are taken."));
@@ -170,7 +192,7 @@ impl Core {
         if let Some(c) = self.lock().client.clone() {
             return Ok(c);
         }
-        let c = ephemerd_proto::connect(&self.paths.socket).await.map_err(|e| errors::unavailable(&e))?;
+        let c = ephemerd_proto::connect(&self.socket()).await.map_err(|e| errors::unavailable(&e))?;
         self.lock().client = Some(c.clone());
         Ok(c)
     }
@@ -345,16 +367,17 @@ impl Core {
     async fn probe(&self) -> Socket {
         #[cfg(unix)]
         {
-            match tokio::net::UnixStream::connect(&self.paths.socket).await {
+            let socket = self.socket();
+            match tokio::net::UnixStream::connect(&socket).await {
                 Ok(_) => Socket::Answers,
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
                     Socket::Missing
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Socket::Refused(format!(
                     "this account may not use the daemon's socket {} (add it to the group in control.group)",
-                    self.paths.socket.display()
+                    socket.display()
                 )),
-                Err(e) => Socket::Refused(format!("{}: {e}", self.paths.socket.display())),
+                Err(e) => Socket::Refused(format!("{}: {e}", socket.display())),
             }
         }
         #[cfg(not(unix))]

@@ -1,12 +1,16 @@
 //! Where the app finds the daemon: its control socket, its binary, and the files the app keeps itself.
 //! The daemon's own rules are mirrored here (not imported: the app depends on the proto crate only):
-//! `EPHEMERD_SOCKET`, else `EPHEMERD_DATA_DIR/run/control.sock`, else the default data dir's socket.
+//! `EPHEMERD_SOCKET`, else `EPHEMERD_DATA_DIR/run/control.sock`, else the default data dir's socket —
+//! the user's own in user mode, the system's (root's) for the service.
 
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
+    /// The socket of a daemon the app runs itself (user mode).
     pub socket: PathBuf,
+    /// The socket of the system service (service mode).
+    pub service_socket: PathBuf,
     /// The `ephemerd` binary the app runs (user mode, `service` commands).
     pub ephemerd: PathBuf,
     /// The app's own files: settings (no secrets) and the child daemon's log.
@@ -60,12 +64,16 @@ fn ephemerd(env: &Env, exists: &dyn Fn(&Path) -> bool) -> PathBuf {
 }
 
 pub fn find(env: &Env, exists: &dyn Fn(&Path) -> bool) -> Paths {
-    let socket = match ((env.var)("EPHEMERD_SOCKET"), (env.var)("EPHEMERD_DATA_DIR")) {
-        (Some(s), _) => PathBuf::from(s),
-        (None, Some(d)) => PathBuf::from(d).join("run").join(ephemerd_proto::SOCKET_NAME),
-        (None, None) => default_data_dir(env).join("run").join(ephemerd_proto::SOCKET_NAME),
+    let socket_in = |d: PathBuf| d.join("run").join(ephemerd_proto::SOCKET_NAME);
+    let given = match ((env.var)("EPHEMERD_SOCKET"), (env.var)("EPHEMERD_DATA_DIR")) {
+        (Some(s), _) => Some(PathBuf::from(s)),
+        (None, Some(d)) => Some(socket_in(PathBuf::from(d))),
+        (None, None) => None,
     };
-    Paths { socket, ephemerd: ephemerd(env, exists), app_dir: app_dir(env) }
+    let socket = given.clone().unwrap_or_else(|| socket_in(default_data_dir(env)));
+    let system = Env { var: env.var, is_root: true, exe: None };
+    let service_socket = given.unwrap_or_else(|| socket_in(default_data_dir(&system)));
+    Paths { socket, service_socket, ephemerd: ephemerd(env, exists), app_dir: app_dir(env) }
 }
 
 /// The paths for this process.
@@ -93,6 +101,7 @@ mod tests {
         let env = Env { var: &v, is_root: false, exe: Some("/opt/e/ephemerd-tray".into()) };
         let p = find(&env, &|p| p == Path::new("/opt/e/ephemerd"));
         assert_eq!(p.socket, PathBuf::from("/home/u/.local/share/ephemerd/run/control.sock"));
+        assert_eq!(p.service_socket, PathBuf::from("/var/lib/ephemerd/run/control.sock"));
         assert_eq!(p.ephemerd, PathBuf::from("/opt/e/ephemerd"));
         assert_eq!(p.app_dir, PathBuf::from("/home/u/.config/ephemerd-tray"));
         let p = find(&Env { var: &v, is_root: true, exe: None }, &|_| false);
@@ -105,6 +114,7 @@ mod tests {
             ("/d/run/control.sock".into(), "/b/ephemerd".into(), "/t".into())
         );
         let v = env_of(&[("EPHEMERD_DATA_DIR", "/d"), ("EPHEMERD_SOCKET", "/s.sock")]);
-        assert_eq!(find(&Env { var: &v, is_root: false, exe: None }, &|_| true).socket, PathBuf::from("/s.sock"));
+        let p = find(&Env { var: &v, is_root: false, exe: None }, &|_| true);
+        assert_eq!((p.socket, p.service_socket), (PathBuf::from("/s.sock"), PathBuf::from("/s.sock")));
     }
 }

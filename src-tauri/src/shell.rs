@@ -127,8 +127,10 @@ struct TauriUi<R: Runtime> {
 }
 
 impl<R: Runtime> Ui for TauriUi<R> {
-    fn state(&self, state: &AppState, tray: &Tray) {
+    fn state(&self, state: &AppState) {
         let _ = self.app.emit("daemon:state", state);
+    }
+    fn tray(&self, tray: &Tray) {
         render_tray(&self.app, tray);
     }
     fn jobs(&self, jobs: &[Job]) {
@@ -226,7 +228,7 @@ pub fn run() -> ExitCode {
     let launched = std::time::Instant::now();
     let show = std::env::args().any(|a| a == "--show");
     let core = Core::new(crate::paths::from_process());
-    tracing::info!(socket = %core.paths.socket.display(), ephemerd = %core.paths.ephemerd.display(), "starting");
+    tracing::info!(socket = %core.socket().display(), ephemerd = %core.paths.ephemerd.display(), "starting");
     let setup_core = core.clone();
     let menu_core = core.clone();
     let b = tauri::Builder::default()

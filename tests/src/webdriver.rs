@@ -160,8 +160,12 @@ pub struct Session {
 
 impl Session {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
+        self.call_within(method, path, body, Duration::from_secs(60))
+    }
+
+    fn call_within(&self, method: &str, path: &str, body: Option<Value>, timeout: Duration) -> Result<Value> {
         let full = format!("/session/{}{path}", self.id);
-        let (code, v) = request(method, &self.addr, &full, body.as_ref(), Duration::from_secs(60))?;
+        let (code, v) = request(method, &self.addr, &full, body.as_ref(), timeout)?;
         if code != 200 {
             bail!("{method} {path}: {code} {v}");
         }
@@ -208,7 +212,15 @@ impl Session {
 
     pub fn click(&self, css: &str) -> Result<()> {
         let e = self.wait_for(css, Duration::from_secs(20))?;
-        self.call("POST", &format!("/element/{e}/click"), Some(json!({}))).map(|_| ())
+        match self.call("POST", &format!("/element/{e}/click"), Some(json!({}))) {
+            Ok(_) => Ok(()),
+            // Covered by the sticky header after scrolling into view: click it the way a script would.
+            Err(err) if err.to_string().contains("intercepted") => {
+                let js = format!("document.querySelector({}).click(); return 1;", json!(css));
+                self.script(&js).map(|_| ())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Replaces an input's value, as typing would (the W3C `text` field).
@@ -237,7 +249,16 @@ impl Session {
 
     pub fn screenshot(&self, to: &Path) -> Result<()> {
         use base64::Engine;
-        let v = self.call("GET", "/screenshot", None)?;
+        // The page's body first: WebKitWebDriver 2.50's window screenshot sometimes waits long for a
+        // rendering update that an idle page does not make, while the element's answers.
+        let body = self.find("body").ok_or_else(|| anyhow!("no body"))?;
+        let v = match self.call_within("GET", &format!("/element/{body}/screenshot"), None, Duration::from_secs(20)) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("body screenshot: {e:#}; taking the window instead");
+                self.call_within("GET", "/screenshot", None, Duration::from_secs(20))?
+            }
+        };
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default())?;
         if let Some(d) = to.parent() {
             std::fs::create_dir_all(d)?;

@@ -1,4 +1,5 @@
-// The job detail: facts and timings, live updates, the streamed log, search, copy, kill.
+// The job detail: facts and timings, live updates, the streamed log, search, copy, kill (asked
+// in the in-app confirm dialog).
 import { fireEvent, waitFor } from '@testing-library/preact';
 import type { Channel } from '@tauri-apps/api/core';
 import { describe, expect, it, vi } from 'vitest';
@@ -116,29 +117,65 @@ describe('job detail', () => {
     expect(pre.scrollTop).toBe(10);
   });
 
-  it('kills a running job after confirming', async () => {
-    const confirm = vi.spyOn(window, 'confirm').mockReturnValue(true);
-    const { ipc } = await openJob(job({ id: ID }));
+  it('asks in the dialog, and kills a running job only after OK', async () => {
+    const { ipc } = await openJob(job({ id: ID, workflow: 'CI', name: 'build' }));
     const kill = $('#kill-job') as HTMLButtonElement;
     expect(kill.disabled).toBe(false);
+    expect(document.querySelector('#confirm-dialog')).toBeNull();
     fireEvent.click(kill);
-    expect(confirm).toHaveBeenCalledOnce();
+    const dialog = await waitFor(() => $('#confirm-dialog'));
+    expect(dialog.getAttribute('role')).toBe('dialog');
+    expect(dialog.getAttribute('aria-modal')).toBe('true');
+    expect(dialog.textContent).toContain('Kill CI / build?');
+    expect($('#confirm-ok').textContent).toBe('Kill job');
+    expect(document.activeElement).toBe($('#confirm-cancel'));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('kill_job')).toEqual([]);
+    fireEvent.click($('#confirm-ok'));
     await waitFor(() => expect(ipc.callsOf('kill_job')).toEqual([{ id: ID }]));
+    expect(document.querySelector('#confirm-dialog')).toBeNull();
   });
 
-  it('does not kill when the confirm is declined', async () => {
-    vi.spyOn(window, 'confirm').mockReturnValue(false);
+  it('does not kill when the dialog is cancelled', async () => {
     const { ipc } = await openJob(job({ id: ID }));
     fireEvent.click($('#kill-job'));
+    fireEvent.click(await waitFor(() => $('#confirm-cancel')));
+    await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
     await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('kill_job')).toEqual([]);
+    expect(($('#kill-job') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('cancels the kill with Escape and confirms it with Enter', async () => {
+    const { ipc } = await openJob(job({ id: ID }));
+    fireEvent.click($('#kill-job'));
+    await waitFor(() => $('#confirm-dialog'));
+    fireEvent.keyDown(document.activeElement!, { key: 'Escape' });
+    await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('kill_job')).toEqual([]);
+
+    fireEvent.click($('#kill-job'));
+    await waitFor(() => $('#confirm-dialog'));
+    fireEvent.keyDown(document.activeElement!, { key: 'Enter' });
+    await waitFor(() => expect(ipc.callsOf('kill_job')).toEqual([{ id: ID }]));
+    expect(document.querySelector('#confirm-dialog')).toBeNull();
+  });
+
+  it('closes an open kill question when the view goes away', async () => {
+    const { ipc } = await openJob(job({ id: ID }));
+    fireEvent.click($('#kill-job'));
+    await waitFor(() => $('#confirm-dialog'));
+    window.location.hash = '#/jobs';
+    await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
     expect(ipc.callsOf('kill_job')).toEqual([]);
   });
 
   it('shows a refused kill as the error sentence', async () => {
-    vi.spyOn(window, 'confirm').mockReturnValue(true);
     const { ipc } = await openJob(job({ id: ID }));
     ipc.on({ kill_job: rejectWith({ code: 'job_not_running', message: 'That job is not running any more.' }) });
     fireEvent.click($('#kill-job'));
+    fireEvent.click(await waitFor(() => $('#confirm-ok')));
     const error = await waitFor(() => $('#job-detail .error[data-code="job_not_running"]'));
     expect(error.textContent).toBe('That job is not running any more.');
   });

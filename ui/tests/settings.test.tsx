@@ -1,6 +1,6 @@
 // Settings: the connected forges (credential words, replace, remove) and the app settings.
 import { fireEvent, waitFor } from '@testing-library/preact';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AppState } from '../src/api';
 import { appState, provider, status } from './fixtures';
 import { emitEvent, fakeIpc, rejectWith, type Handler } from './ipc';
@@ -62,8 +62,7 @@ describe('connected forges', () => {
     expect(error.dataset.code).toBe('keyring_unavailable');
   });
 
-  it('removes a forge after confirming, and the list follows the daemon', async () => {
-    const confirm = vi.spyOn(window, 'confirm').mockReturnValue(true);
+  it('removes a forge after OK in the dialog, and the list follows the daemon', async () => {
     let current = appState({ status: status({ providers }) });
     const ipc = await openSettings(
       {
@@ -76,8 +75,15 @@ describe('connected forges', () => {
       current,
     );
     fireEvent.click($('[data-forge="forgejo:me"] .remove'));
-    expect(confirm).toHaveBeenCalledOnce();
+    const dialog = await waitFor(() => $('#confirm-dialog'));
+    expect(dialog.textContent).toContain('Remove forgejo:me?');
+    expect($('#confirm-ok').textContent).toBe('Remove forge');
+    expect(document.activeElement).toBe($('#confirm-cancel'));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('remove_forge')).toEqual([]);
+    fireEvent.click($('#confirm-ok'));
     await waitFor(() => expect(ipc.callsOf('remove_forge')).toEqual([{ name: 'forgejo:me' }]));
+    expect(document.querySelector('#confirm-dialog')).toBeNull();
     await waitFor(() =>
       expect($$('#forges li[data-forge]').map((li) => li.dataset.forge)).toEqual(['github:octo-org', 'gitlab:ci']),
     );
@@ -85,10 +91,22 @@ describe('connected forges', () => {
     expect($$('#forges li[data-forge]').map((li) => li.dataset.forge)).toEqual(['github:octo-org']);
   });
 
-  it('keeps a forge when the remove is not confirmed', async () => {
-    vi.spyOn(window, 'confirm').mockReturnValue(false);
+  it('keeps a forge when the dialog is cancelled', async () => {
     const ipc = await openSettings({ remove_forge: () => null });
     fireEvent.click($('[data-forge="forgejo:me"] .remove'));
+    fireEvent.click(await waitFor(() => $('#confirm-cancel')));
+    await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ipc.callsOf('remove_forge')).toEqual([]);
+    expect($$('#forges li[data-forge]')).toHaveLength(3);
+  });
+
+  it('keeps a forge when Escape closes the dialog', async () => {
+    const ipc = await openSettings({ remove_forge: () => null });
+    fireEvent.click($('[data-forge="forgejo:me"] .remove'));
+    await waitFor(() => $('#confirm-dialog'));
+    fireEvent.keyDown(document.activeElement!, { key: 'Escape' });
+    await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
     await new Promise((r) => setTimeout(r, 10));
     expect(ipc.callsOf('remove_forge')).toEqual([]);
   });
@@ -102,6 +120,7 @@ describe('app settings', () => {
     fireEvent.click($('#mode-service'));
     await waitFor(() => expect(($('#mode-service') as HTMLInputElement).checked).toBe(true));
     expect(ipc.callsOf('set_mode')).toEqual([{ mode: 'service' }]);
+    expect($('#mode-note').textContent).toBe('Takes effect the next time the app starts.');
   });
 
   it('switches notifications and start at login', async () => {

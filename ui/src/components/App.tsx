@@ -1,9 +1,10 @@
 // The one window: header plus the page the hash route names. Follows the tray's `navigate`
-// event and sends a user who has not finished onboarding there once.
+// event and sends a user who has not finished onboarding there once. Hosts the confirm dialog.
 import { useEffect, useRef } from 'preact/hooks';
 import { AppStateProvider, useAppState } from '../appState';
 import { useEvent } from '../hooks';
 import { navigate, useRoute, type Route } from '../router';
+import { ConfirmProvider } from './ConfirmDialog';
 import { Header } from './Header';
 import { JobDetail } from './JobDetail';
 import { JobsPage } from './JobsPage';
@@ -13,7 +14,9 @@ import { SettingsPage } from './SettingsPage';
 export function App() {
   return (
     <AppStateProvider>
-      <Shell />
+      <ConfirmProvider>
+        <Shell />
+      </ConfirmProvider>
     </AppStateProvider>
   );
 }

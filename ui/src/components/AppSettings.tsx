@@ -1,5 +1,5 @@
-// #app-settings: how the daemon is supervised (#mode-user / #mode-service), notifications and
-// starting at login.
+// #app-settings: how the daemon is supervised (#mode-user / #mode-service; saved, and used from
+// the next start of the app on: #mode-note says so), notifications and starting at login.
 import { useState } from 'preact/hooks';
 import { setMode, setNotifications, setStartAtLogin, type AppState, type Mode, type UiError } from '../api';
 import { useAppState } from '../appState';
@@ -64,6 +64,9 @@ export function AppSettings() {
             </small>
           </span>
         </label>
+        <p id="mode-note" class="hint">
+          Takes effect the next time the app starts.
+        </p>
       </fieldset>
       <label class="check">
         <input

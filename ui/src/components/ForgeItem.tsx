@@ -3,6 +3,7 @@
 import { useState } from 'preact/hooks';
 import { removeForge, setCredential, type CredentialSource, type Provider, type UiError } from '../api';
 import { formatAbsolute, formatRelative, parseTime } from '../format';
+import { useConfirm } from './ConfirmDialog';
 import { ErrorMessage } from './ErrorMessage';
 import { ForgeIcon } from './ForgeIcon';
 
@@ -19,6 +20,7 @@ export function ForgeItem({ provider: p, onChanged }: { provider: Provider; onCh
   const [busy, setBusy] = useState(false);
   const [note, setNote] = useState<string | null>(null);
   const [error, setError] = useState<UiError | null>(null);
+  const confirm = useConfirm();
 
   async function replace(e: Event) {
     e.preventDefault();
@@ -40,7 +42,8 @@ export function ForgeItem({ provider: p, onChanged }: { provider: Provider; onCh
   }
 
   async function remove() {
-    if (!window.confirm(`Remove ${p.name}? ephemerd stops taking its jobs and forgets its token.`)) return;
+    const question = `Remove ${p.name}? ephemerd stops taking its jobs and forgets its token.`;
+    if (!(await confirm(question, 'Remove forge'))) return;
     setBusy(true);
     setError(null);
     try {

@@ -5,6 +5,7 @@ import { getJob, killJob, openUrl, type Job, type UiError } from '../api';
 import { useAppState } from '../appState';
 import { formatDuration, jobDuration, jobPhase, jobStateWord } from '../format';
 import { useEvent, useNow } from '../hooks';
+import { useConfirm } from './ConfirmDialog';
 import { ErrorMessage } from './ErrorMessage';
 import { ForgeIcon, kindOf } from './ForgeIcon';
 import { JobLog } from './JobLog';
@@ -18,6 +19,7 @@ export function JobDetail({ id }: { id: string }) {
   const [loadError, setLoadError] = useState<UiError | null>(null);
   const [actionError, setActionError] = useState<UiError | null>(null);
   const [killing, setKilling] = useState(false);
+  const confirm = useConfirm();
 
   // Asked when the view opens and again when the daemon comes (back); events keep it current.
   useEffect(() => {
@@ -50,7 +52,8 @@ export function JobDetail({ id }: { id: string }) {
 
   async function kill() {
     if (!job) return;
-    if (!window.confirm(`Kill ${job.workflow} / ${job.name}? Its container is stopped and the job fails.`)) return;
+    const question = `Kill ${job.workflow} / ${job.name}? Its container is stopped and the job fails.`;
+    if (!(await confirm(question, 'Kill job'))) return;
     setKilling(true);
     setActionError(null);
     try {

@@ -110,6 +110,10 @@ pub struct ServiceArgs {
     /// The systemctl to use
     #[arg(long, hide = true, default_value = "systemctl")]
     pub systemctl: String,
+    /// With install: let this group use the control socket (written to the config as control.group),
+    /// e.g. the desktop user's own group, so the tray app can talk to the service
+    #[arg(long)]
+    pub control_group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

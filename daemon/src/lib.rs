@@ -12,6 +12,7 @@ pub mod runner;
 pub mod runtime;
 pub mod scheduler;
 pub mod secrets;
+pub mod secrets_systemd;
 pub mod serve;
 pub mod service;
 pub mod store;

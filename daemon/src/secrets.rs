@@ -1,7 +1,8 @@
 //! Credentials: the one place forge secrets are stored and read. `CredentialStore` is the seam: the OS
 //! keyring in the daemon (Secret Service on Linux, Keychain on macOS, Credential Manager on Windows, via
-//! the `keyring` crate), an in-memory map in unit tests. A keyring that is missing or locked is an error
-//! that says so; a file is never a fallback.
+//! the `keyring` crate), `systemd-creds` for a Linux system service (`secrets_systemd`), an in-memory
+//! map in unit tests. A keyring that is missing or locked is an error that says so; a plain file is
+//! never a fallback.
 
 use crate::forge::Secret;
 

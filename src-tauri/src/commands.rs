@@ -87,7 +87,12 @@ pub struct Saved {
 #[tauri::command]
 pub async fn save_forge(core: State<'_, Arc<Core>>, forge: ForgeInput) -> Res<Saved> {
     let spec = forge.into_spec()?;
-    let r = core.call(|mut c| async move { c.save_forge(v1::SaveForgeRequest { forge: Some(spec) }).await }).await?;
+    // Long enough for a keyring that asks to be unlocked.
+    let r = core
+        .call_within(std::time::Duration::from_secs(180), |mut c| async move {
+            c.save_forge(v1::SaveForgeRequest { forge: Some(spec) }).await
+        })
+        .await?;
     Ok(Saved { name: r.name, note: r.note })
 }
 
@@ -153,7 +158,12 @@ pub struct TestJob {
 
 #[tauri::command]
 pub async fn run_test_job(core: State<'_, Arc<Core>>) -> Res<TestJob> {
-    let r = core.call(|mut c| async move { c.run_test_job(v1::RunTestJobRequest {}).await }).await?;
+    // The daemon may pull the job image first.
+    let r = core
+        .call_within(std::time::Duration::from_secs(900), |mut c| async move {
+            c.run_test_job(v1::RunTestJobRequest {}).await
+        })
+        .await?;
     Ok(TestJob { ok: r.ok, output: r.output, message: r.message })
 }
 

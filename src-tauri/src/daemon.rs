@@ -203,8 +203,17 @@ impl Core {
         F: FnOnce(Client) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_within(RPC_TIMEOUT, f).await
+    }
+
+    /// `call` for RPCs that take long (a test job pulling its image, a keyring asking to be unlocked).
+    pub async fn call_within<T, F, Fut>(&self, timeout: Duration, f: F) -> Result<T, UiError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let c = self.client().await?;
-        match tokio::time::timeout(RPC_TIMEOUT, f(c)).await {
+        match tokio::time::timeout(timeout, f(c)).await {
             Ok(Ok(r)) => Ok(r.into_inner()),
             Ok(Err(s)) => {
                 if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
@@ -249,7 +258,13 @@ impl Core {
                 });
             }
             Action::InstallService => {
-                tauri::async_runtime::spawn(async move { me.elevated(&["service", "install"]).await });
+                tauri::async_runtime::spawn(async move {
+                    // The user's own group may then use the service's socket (no new login needed).
+                    match primary_group().await {
+                        Some(g) => me.elevated(&["service", "install", "--control-group", &g]).await,
+                        None => me.elevated(&["service", "install"]).await,
+                    }
+                });
             }
             Action::AskBeforeQuit { running } => {
                 tauri::async_runtime::spawn(async move {
@@ -279,8 +294,13 @@ impl Core {
 
     /// Runs `ephemerd serve` as our child (user mode), its output appended to `daemon.log` in the app dir.
     fn spawn_child(self: &Arc<Self>) {
-        if self.lock().child.is_some() {
-            return;
+        // Checked and claimed at once (0 until the pid is known): a second start never runs a second daemon.
+        {
+            let mut i = self.lock();
+            if i.child.is_some() {
+                return;
+            }
+            i.child = Some(0);
         }
         let log = std::fs::create_dir_all(&self.paths.app_dir).and_then(|()| {
             std::fs::OpenOptions::new().create(true).append(true).open(self.paths.app_dir.join("daemon.log"))
@@ -299,20 +319,27 @@ impl Core {
                 let why = format!("cannot run {}: {e}", self.paths.ephemerd.display());
                 tracing::warn!("{why}");
                 let mut i = self.lock();
+                i.child = None;
                 i.sup.health = Health::Unreachable(why);
                 drop(i);
                 self.publish();
                 return;
             }
         };
-        self.lock().child = child.id();
-        tracing::info!(pid = ?child.id(), "daemon started (user mode)");
+        let pid = child.id();
+        self.lock().child = Some(pid.unwrap_or(0));
+        tracing::info!(pid = ?pid, "daemon started (user mode)");
         self.handle(Event::ChildStarted);
         let me = self.clone();
         tauri::async_runtime::spawn(async move {
             let code = child.wait().await.ok().and_then(|s| s.code());
             tracing::warn!(?code, "the daemon exited");
-            me.lock().child = None;
+            {
+                let mut i = me.lock();
+                if i.child == Some(pid.unwrap_or(0)) {
+                    i.child = None;
+                }
+            }
             me.handle(Event::ChildExited { code });
             me.wake.notify_one();
         });
@@ -320,8 +347,11 @@ impl Core {
 
     fn kill_child(&self) {
         #[cfg(unix)]
-        if let Some(pid) = self.lock().child {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        {
+            let pid = self.lock().child.filter(|p| *p != 0);
+            if let Some(pid) = pid {
+                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            }
         }
     }
 
@@ -503,11 +533,7 @@ impl Core {
                 match chunk {
                     Ok(c) => {
                         pending.extend_from_slice(&c.data);
-                        let valid = match std::str::from_utf8(&pending) {
-                            Ok(_) => pending.len(),
-                            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                            Err(_) => pending.len(),
-                        };
+                        let valid = complete_utf8(&pending);
                         let text = String::from_utf8_lossy(&pending[..valid]).into_owned();
                         pending.drain(..valid);
                         if !text.is_empty() && !send(dto::LogEvent::Data { text }) {
@@ -536,5 +562,50 @@ impl Core {
         if let Some(t) = self.logs.lock().ok().and_then(|mut l| l.remove(&handle)) {
             t.abort();
         }
+    }
+}
+
+/// The user's primary group (`id -gn`), on Unix.
+async fn primary_group() -> Option<String> {
+    if cfg!(windows) {
+        return None;
+    }
+    let out = tokio::process::Command::new("id").arg("-gn").output().await.ok()?;
+    let g = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !g.is_empty()).then_some(g)
+}
+
+/// How much of `b` to decode now: all of it but a character cut at its end (kept for the next chunk).
+fn complete_utf8(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let lead = b[b.len() - back];
+        if lead & 0xC0 == 0x80 {
+            continue; // A continuation byte: look further back for its lead.
+        }
+        let need = match lead {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if need > back { b.len() - back } else { b.len() };
+    }
+    b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_utf8;
+
+    #[test]
+    fn a_character_cut_between_chunks_waits_and_bad_bytes_do_not_hold_it_back() {
+        let s = "ab€".as_bytes(); // € is 3 bytes
+        assert_eq!(complete_utf8(s), s.len());
+        assert_eq!(complete_utf8(&s[..3]), 2);
+        assert_eq!(complete_utf8(&s[..4]), 2);
+        let mut bad = vec![b'x', 0xFF];
+        bad.extend_from_slice(&s[2..4]);
+        assert_eq!(complete_utf8(&bad), 2, "the invalid byte goes, the cut character waits");
+        assert_eq!(complete_utf8(b""), 0);
     }
 }

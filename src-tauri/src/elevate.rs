@@ -28,9 +28,17 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// PowerShell single-quoted string.
+/// PowerShell single-quoted string (PowerShell also ends one at the typographic single quotes).
 fn ps_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let mut out = String::from("'");
+    for c in s.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
 }
 
 /// The program and arguments that run `ephemerd <args>` elevated.
@@ -76,6 +84,7 @@ mod tests {
         assert_eq!(a[1], "do shell script \"'/opt/e d/ephemerd' 'service' 'start'\" with administrator privileges");
         let (p, a) = command(Os::Windows, Path::new(r"C:\Program Files\it's\ephemerd.exe"), &["service", "install"]);
         assert_eq!(p, "powershell.exe");
+        assert_eq!(ps_quote("O\u{2019}Neil"), "'O\u{2019}\u{2019}Neil'");
         assert!(
             a[3].contains(
                 r"-FilePath 'C:\Program Files\it''s\ephemerd.exe' -ArgumentList 'service','install' -Verb RunAs"

@@ -64,6 +64,7 @@ pub fn from_status(s: &tonic::Status) -> UiError {
         Some(ErrorReason::NotImplemented) => {
             UiError::new("not_implemented", format!("This ephemerd cannot do that yet: {said}."))
         }
+        Some(ErrorReason::NotAllowed) => UiError::new("not_allowed", format!("ephemerd does not allow this: {said}.")),
         Some(ErrorReason::LogUnavailable) => {
             UiError::new("log_unavailable", format!("The job's log cannot be shown: {said}."))
         }

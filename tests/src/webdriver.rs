@@ -73,8 +73,11 @@ impl Driver {
     pub fn start(env: &[(String, String)], log: &Path) -> Result<Driver> {
         let port = crate::free_port();
         let native = crate::free_port();
+        use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(log)?;
+        // Its own process group: WebKitWebDriver and the app it starts go with it.
         let child = Command::new(tauri_driver_bin())
+            .process_group(0)
             .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(out.try_clone()?))
@@ -110,7 +113,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -237,6 +241,12 @@ impl Session {
     pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
         let e = self.find(css)?;
         self.call("GET", &format!("/element/{e}/attribute/{name}"), None).ok()?.as_str().map(String::from)
+    }
+
+    /// A DOM property (what the page holds now, e.g. an input's `value`), not the HTML attribute.
+    pub fn property(&self, css: &str, name: &str) -> Option<Value> {
+        let e = self.find(css)?;
+        self.call("GET", &format!("/element/{e}/property/{name}"), None).ok()
     }
 
     pub fn body_text(&self) -> String {

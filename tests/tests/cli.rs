@@ -344,8 +344,14 @@ fn service_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it() {
     };
     let status = svc(&["status"]);
     assert_eq!(status.status.code(), Some(4), "not installed");
-    let out = svc(&["install"]);
+    // The tray app installs with its user's group, which may then use the socket.
+    let out = svc(&["install", "--control-group", "users"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        cfg.starts_with("[scheduler]\ndrain_timeout = \"10m\"\n") && cfg.contains("[control]\ngroup = \"users\""),
+        "{cfg}"
+    );
     let unit = root.path().join("etc/systemd/system/ephemerd.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     assert!(

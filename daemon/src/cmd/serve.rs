@@ -26,7 +26,15 @@ pub async fn serve(
     dirs: DataDirs,
 ) -> anyhow::Result<u8> {
     let flag_token = args.token.filter(|t| !t.is_empty()).map(Secret::new);
-    let credentials: Arc<dyn CredentialStore> = Arc::new(Keyring);
+    // A system service has no Secret Service: its credentials are sealed with systemd-creds instead.
+    let credentials: Arc<dyn CredentialStore> =
+        match ephemerd::secrets_systemd::system_service_store(&dirs.root.join("credentials")) {
+            Some(s) => {
+                tracing::info!("credentials: sealed with systemd-creds (a system service has no Secret Service)");
+                Arc::new(s)
+            }
+            None => Arc::new(Keyring),
+        };
     // Forges without credentials are reported in the status, not fatal: they can be fixed live.
     let built = tokio::task::block_in_place(|| build::build(&cfg, flag_token.as_ref(), credentials.as_ref()));
     // The config as the file says (a reload compares with this), before the runner is resolved into it.

@@ -28,9 +28,28 @@ pub fn run(
         ServiceCommand::Install(a) => {
             root_needed(&a.root)?;
             let exe = std::env::current_exe()?;
-            let config = match config {
-                Some(c) => Some(std::fs::canonicalize(c).map_err(|e| usage(format!("config {}: {e}", c.display())))?),
-                None => None,
+            let config = match (&a.control_group, config) {
+                // The group goes into the config file the service will read (the default one if none given).
+                (Some(group), given) => {
+                    let default = ephemerd::platform::default_config_path();
+                    let path = match given {
+                        Some(c) => c.to_path_buf(),
+                        None => a.root.join(default.strip_prefix("/").unwrap_or(&default)),
+                    };
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(t) => t,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(e) => return Err(usage(format!("config {}: {e}", path.display()))),
+                    };
+                    let text = ephemerd::control::forges::with_control_group(&text, group).map_err(usage)?;
+                    ephemerd::control::forges::write_config(&path, &text).map_err(usage)?;
+                    out!("{}: the control socket is open to group {group}", path.display());
+                    Some(std::fs::canonicalize(&path)?)
+                }
+                (None, Some(c)) => {
+                    Some(std::fs::canonicalize(c).map_err(|e| usage(format!("config {}: {e}", c.display())))?)
+                }
+                (None, None) => None,
             };
             let data_dir = std::path::absolute(&dirs.root)?;
             let stop = cfg.scheduler.drain_timeout + Duration::from_secs(30);

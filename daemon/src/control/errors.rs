@@ -27,6 +27,8 @@ pub enum ControlError {
     InvalidConfig(String),
     #[error(transparent)]
     Credential(#[from] crate::secrets::CredentialError),
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl From<ControlError> for tonic::Status {
@@ -46,6 +48,7 @@ impl From<ControlError> for tonic::Status {
                 (Code::FailedPrecondition, ErrorReason::KeyringUnavailable)
             }
             ControlError::Credential(_) => (Code::InvalidArgument, ErrorReason::InvalidField),
+            ControlError::NotAllowed(_) => (Code::PermissionDenied, ErrorReason::NotAllowed),
         };
         ephemerd_proto::error(code, reason, e.to_string())
     }

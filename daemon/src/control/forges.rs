@@ -112,7 +112,8 @@ fn parse(text: &str) -> Result<DocumentMut, ControlError> {
 pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> {
     let mut doc = parse(text)?;
     let list = tables(&mut doc)?;
-    let pos = list.iter().position(|t| t.get("owner").and_then(|o| o.as_str()) == Some(g.owner.as_str()));
+    let same = |t: &Table| t.get("owner").and_then(|o| o.as_str()).is_some_and(|o| o.eq_ignore_ascii_case(&g.owner));
+    let pos = list.iter().position(same);
     let t = match pos {
         Some(i) => list.get_mut(i).ok_or_else(|| ControlError::InvalidConfig("section vanished".into()))?,
         None => {
@@ -148,11 +149,29 @@ pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> 
     checked(doc.to_string())
 }
 
+/// The config file's text with `[control] group = group` (the rest kept).
+pub fn with_control_group(text: &str, group: &str) -> Result<String, ControlError> {
+    if group.is_empty() || !group.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(invalid("control_group", format!("`{group}` is not a group name")));
+    }
+    let mut doc = parse(text)?;
+    if !doc.contains_key("control") {
+        doc.insert("control", Item::Table(Table::new()));
+    }
+    let t = doc
+        .get_mut("control")
+        .and_then(|i| i.as_table_mut())
+        .ok_or_else(|| ControlError::InvalidConfig("`control` in the config file is not a section".into()))?;
+    t.insert("group", value(group));
+    checked(doc.to_string())
+}
+
 /// The config file's text without the section of `owner`; `None` when there is none.
 pub fn without_forge(text: &str, owner: &str) -> Result<Option<String>, ControlError> {
     let mut doc = parse(text)?;
     let list = tables(&mut doc)?;
-    let Some(pos) = list.iter().position(|t| t.get("owner").and_then(|o| o.as_str()) == Some(owner)) else {
+    let same = |t: &Table| t.get("owner").and_then(|o| o.as_str()).is_some_and(|o| o.eq_ignore_ascii_case(owner));
+    let Some(pos) = list.iter().position(same) else {
         return Ok(None);
     };
     list.remove(pos);
@@ -168,18 +187,44 @@ fn checked(text: String) -> Result<String, ControlError> {
     Ok(text)
 }
 
-/// Writes the config file whole or not at all (a temporary file renamed over it), keeping its mode.
+/// Writes the config file whole or not at all (a synced temporary file renamed over it), keeping its
+/// mode; a symlinked config (a dotfile manager's) is written where the link points.
 pub fn write_config(path: &Path, text: &str) -> Result<(), ControlError> {
+    use std::io::Write;
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let fail = |e: std::io::Error| ControlError::InvalidConfig(format!("cannot write {}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let tmp = path.with_extension("toml.new");
-    std::fs::write(&tmp, text).map_err(fail)?;
+    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
     if let Ok(m) = std::fs::metadata(path) {
         std::fs::set_permissions(&tmp, m.permissions()).map_err(fail)?;
     }
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Who may save or test what. A caller that is neither root nor the daemon's own user (a member of
+/// `control.group`) must not make the daemon read a key file with its rights, nor lend the daemon's own
+/// `--token`/`GITHUB_TOKEN` to a forge of the caller's choosing.
+pub fn check_caller(forge: &Forge, privileged: bool, daemon_has_flag_token: bool) -> Result<(), ControlError> {
+    if privileged {
+        return Ok(());
+    }
+    if forge.github.app.is_some() {
+        return Err(ControlError::NotAllowed(
+            "only root or the daemon's own user may configure a GitHub App (the daemon reads its key file)".into(),
+        ));
+    }
+    if daemon_has_flag_token {
+        return Err(ControlError::NotAllowed(
+            "this daemon was started with --token or GITHUB_TOKEN, which every forge would use: only root or the \
+             daemon's own user may add forges to it"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -236,6 +281,39 @@ mod tests {
         assert_eq!(cfg.github.iter().map(|g| g.owner.as_str()).collect::<Vec<_>>(), vec!["b"]);
         assert!(without_forge(&gone, "a").unwrap().is_none());
         assert!(!without_forge(&gone, "b").unwrap().unwrap().contains("github"));
+    }
+
+    #[test]
+    fn group_members_cannot_make_the_daemon_read_keys_or_lend_its_token() {
+        let tok = from_spec(spec("o", v1::forge_spec::Auth::Token("t".into()))).unwrap();
+        let app = from_spec(spec(
+            "o",
+            v1::forge_spec::Auth::App(v1::GithubAppAuth {
+                app_id: 1,
+                installation_id: 2,
+                private_key_file: "/k".into(),
+            }),
+        ))
+        .unwrap();
+        assert!(check_caller(&app, true, true).is_ok());
+        assert!(matches!(check_caller(&app, false, false), Err(ControlError::NotAllowed(_))));
+        assert!(matches!(check_caller(&tok, false, true), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&tok, false, false).is_ok());
+        // The same owner in another case is the same section.
+        let text = with_forge("[[github]]\nowner = \"Octo\"\n", &tok.github).unwrap();
+        let text = with_forge(&text, &from_spec(spec("OCTO", v1::forge_spec::Auth::Token("t".into()))).unwrap().github)
+            .unwrap();
+        let owners: Vec<String> = Config::parse(&text).unwrap().github.iter().map(|g| g.owner.clone()).collect();
+        assert_eq!(owners, vec!["OCTO", "o"], "{text}");
+    }
+
+    #[test]
+    fn a_control_group_is_set_and_the_rest_kept() {
+        let out = with_control_group("# keep\n[scheduler]\nmax_concurrent = 3\n", "alice").unwrap();
+        let cfg = Config::parse(&out).unwrap();
+        assert_eq!((cfg.control.group.as_deref(), cfg.scheduler.max_concurrent), (Some("alice"), 3));
+        assert!(out.starts_with("# keep\n"));
+        assert!(with_control_group("", "a b").is_err());
     }
 
     #[test]

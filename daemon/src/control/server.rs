@@ -381,6 +381,8 @@ impl ControlApi for ControlService {
         &self,
         _: Request<v1::ReloadConfigRequest>,
     ) -> Result<Response<v1::ReloadConfigReply>, Status> {
+        // Not while a forge is being saved: providers built from an older file must not land after its.
+        let _one = self.editing.lock().await;
         let plan = self.reload().await?;
         Ok(Response::new(v1::ReloadConfigReply { applied: plan.applied, needs_restart: plan.needs_restart }))
     }
@@ -409,6 +411,7 @@ impl ControlApi for ControlService {
         req: Request<v1::SetCredentialRequest>,
     ) -> Result<Response<v1::SetCredentialReply>, Status> {
         let r = req.into_inner();
+        let _one = self.editing.lock().await;
         let (name, secret) = (r.provider, Secret::new(r.secret));
         let store = self.credentials.clone();
         let n = name.clone();
@@ -431,6 +434,7 @@ impl ControlApi for ControlService {
         req: Request<v1::DeleteCredentialRequest>,
     ) -> Result<Response<v1::DeleteCredentialReply>, Status> {
         let name = req.into_inner().provider;
+        let _one = self.editing.lock().await;
         let store = self.credentials.clone();
         let n = name.clone();
         let existed = tokio::task::spawn_blocking(move || store.delete(&n))
@@ -443,16 +447,18 @@ impl ControlApi for ControlService {
     }
 
     async fn test_forge(&self, req: Request<v1::TestForgeRequest>) -> Result<Response<v1::TestProviderReply>, Status> {
+        let privileged = privileged(&req);
         let spec =
             req.into_inner().forge.ok_or(ControlError::InvalidField { field: "forge", message: "missing".into() })?;
-        let t = self.test_forge_spec(spec).await?;
+        let t = self.test_forge_spec(spec, privileged).await?;
         Ok(Response::new(v1::TestProviderReply { ok: t.ok, missing_permissions: t.missing, message: t.message }))
     }
 
     async fn save_forge(&self, req: Request<v1::SaveForgeRequest>) -> Result<Response<v1::SaveForgeReply>, Status> {
+        let privileged = privileged(&req);
         let spec =
             req.into_inner().forge.ok_or(ControlError::InvalidField { field: "forge", message: "missing".into() })?;
-        Ok(Response::new(self.save_forge_spec(spec).await?))
+        Ok(Response::new(self.save_forge_spec(spec, privileged).await?))
     }
 
     async fn remove_forge(
@@ -463,7 +469,7 @@ impl ControlApi for ControlService {
     }
 
     async fn run_test_job(&self, _: Request<v1::RunTestJobRequest>) -> Result<Response<v1::RunTestJobReply>, Status> {
-        Ok(Response::new(super::testjob::run(&self.runtime, &self.dirs, &self.running_config()).await))
+        Ok(Response::new(super::testjob::run(self.runtime.clone(), self.dirs.clone(), &self.running_config()).await))
     }
 }
 
@@ -549,4 +555,12 @@ async fn follow_log(
             _ = tx.closed() => return,
         }
     }
+}
+
+/// The caller is root or the daemon's own user (peer credentials of the Unix socket); a member of
+/// `control.group` is not.
+fn privileged<T>(req: &Request<T>) -> bool {
+    let uid =
+        req.extensions().get::<tonic::transport::server::UdsConnectInfo>().and_then(|i| i.peer_cred).map(|c| c.uid());
+    uid.is_some_and(|u| u == 0 || u == nix::unistd::geteuid().as_raw())
 }

@@ -39,8 +39,11 @@ impl ControlService {
     pub(super) async fn test_forge_spec(
         &self,
         spec: v1::ForgeSpec,
+        privileged: bool,
     ) -> Result<crate::forge::ProviderTest, ControlError> {
         let f = forges::from_spec(spec)?;
+        // The test uses only the credentials given; the daemon's own token is never lent to it.
+        forges::check_caller(&f, privileged, false)?;
         let name = f.name.clone();
         match Github::new(f.github, f.token) {
             Ok(p) => Ok(p.test().await),
@@ -48,8 +51,13 @@ impl ControlService {
         }
     }
 
-    pub(super) async fn save_forge_spec(&self, spec: v1::ForgeSpec) -> Result<v1::SaveForgeReply, ControlError> {
+    pub(super) async fn save_forge_spec(
+        &self,
+        spec: v1::ForgeSpec,
+        privileged: bool,
+    ) -> Result<v1::SaveForgeReply, ControlError> {
         let f = forges::from_spec(spec)?;
+        forges::check_caller(&f, privileged, self.flag_token.is_some())?;
         let _one = self.editing.lock().await;
         let path = self.config_file();
         let text = forges::with_forge(&Self::read_config_file(&path)?, &f.github)?;

@@ -2,7 +2,10 @@
 //! forge jobs (image, network namespace, limits, firewall), so a new user sees their machine run one.
 //! It takes no scheduler slot and leaves nothing behind, not even its log.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tracing::Instrument;
 
 use ephemerd_proto::v1;
 
@@ -16,9 +19,12 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const OUTPUT_MAX: u64 = 64 * 1024;
 const SCRIPT: &str = r#"echo "Hello from an ephemerd test job on $(uname -sm) in $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")""#;
 
-pub async fn run(rt: &Runtime, dirs: &DataDirs, cfg: &Config) -> v1::RunTestJobReply {
+/// Runs the test job to its end even when the caller goes away (its own task), so it always cleans up.
+pub async fn run(rt: Arc<Runtime>, dirs: DataDirs, cfg: &Config) -> v1::RunTestJobReply {
     let image = cfg.image.default.clone();
-    match run_in(rt, dirs, &image).await {
+    let img = image.clone();
+    let done = tokio::spawn(async move { run_in(&rt, &dirs, &img).await }).await;
+    match done.unwrap_or_else(|e| Err(format!("the test job's task failed: {e}"))) {
         Ok((0, output)) => v1::RunTestJobReply {
             ok: true,
             output,
@@ -37,8 +43,19 @@ async fn run_in(rt: &Runtime, dirs: &DataDirs, image: &str) -> Result<(u32, Stri
     let img = rt.images.ensure(image, &|_| {}).await.map_err(|e| format!("cannot get the job image {image}: {e}"))?;
     let id = new_job_id();
     let span = tracing::info_span!("test_job", id = %id, image = %img.name);
-    let _g = span.enter();
-    rt.begin(&id, &img.name).map_err(|e| e.to_string())?;
+    run_job(rt, dirs, img, id).instrument(span).await
+}
+
+async fn run_job(
+    rt: &Runtime,
+    dirs: &DataDirs,
+    img: crate::runtime::containerd::image::Image,
+    id: String,
+) -> Result<(u32, String), String> {
+    if let Err(e) = rt.begin(&id, &img.name) {
+        let _ = rt.destroy(&id).await;
+        return Err(e.to_string());
+    }
     let spec = JobSpec {
         id: id.clone(),
         image: img,

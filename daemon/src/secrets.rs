@@ -23,6 +23,10 @@ pub enum CredentialError {
 
 /// Where credentials live, by provider name (`github:octo-org`). Calls may block (D-Bus, Keychain).
 pub trait CredentialStore: Send + Sync {
+    /// What the settings window shows as where a stored credential lives.
+    fn kind(&self) -> &'static str {
+        "keyring"
+    }
     fn get(&self, name: &str) -> Result<Option<Secret>, CredentialError>;
     fn set(&self, name: &str, secret: &Secret) -> Result<(), CredentialError>;
     /// Removes a credential; `false` if there was none.

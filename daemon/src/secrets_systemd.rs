@@ -61,6 +61,10 @@ impl SystemdCreds {
 }
 
 impl CredentialStore for SystemdCreds {
+    fn kind(&self) -> &'static str {
+        "systemd-creds"
+    }
+
     fn get(&self, name: &str) -> Result<Option<Secret>, CredentialError> {
         let (n, f) = self.file(name)?;
         if !f.is_file() {

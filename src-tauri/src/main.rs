@@ -2,5 +2,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 fn main() -> std::process::ExitCode {
+    #[cfg(target_os = "linux")]
+    ephemerd_tray::shell::without_gl();
     ephemerd_tray::shell::run()
 }

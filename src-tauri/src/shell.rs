@@ -215,6 +215,20 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, core: &Arc<Core>, key: &str) {
     }
 }
 
+/// Linux: GTK opens OpenGL when it starts (Mesa's llvmpipe alone keeps ~45 MiB resident), although the
+/// tray never draws with it and the window is a plain page. The app runs without it unless `GDK_GL` is
+/// set. It re-executes itself with the variable set: changing a running process's environment is unsafe.
+#[cfg(target_os = "linux")]
+pub fn without_gl() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("GDK_GL").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("GDK_GL", "disable").exec();
+    eprintln!("ephemerd-tray: cannot run itself again without OpenGL ({err}); going on with it");
+}
+
 fn init_tracing() {
     let filter = std::env::var("EPHEMERD_TRAY_LOG").unwrap_or_else(|_| "info".into());
     let filter =

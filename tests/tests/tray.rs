@@ -283,3 +283,101 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
     }
     d.assert_clean();
 }
+
+/// The Linux desktop in service mode: the daemon runs as root (as the system service would, with no
+/// session bus), its socket open to the group `users`; the app runs as an ordinary user (uid 65534 in
+/// `users`) and connects a forge to it. The token is sealed by systemd-creds, in no file in plain, and a
+/// job runs. (Installing the unit through pkexec needs systemd and polkit, which this machine lacks:
+/// `tests/cli.rs` checks the install itself.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ordinary_user_connects_a_forge_to_the_system_service() {
+    let _s = serial();
+    let (fake, port) = fake_for_runners().await;
+    let mut d = Daemon::prepare_bare(port);
+    let mut cfg = std::fs::read_to_string(&d.config).unwrap();
+    cfg.push_str("\n[control]\ngroup = \"users\"\n");
+    std::fs::write(&d.config, cfg).unwrap();
+    // The service: root, no session bus, no GITHUB_TOKEN.
+    d.env.push(("DBUS_SESSION_BUS_ADDRESS".into(), String::new()));
+    d.start();
+    wait_until("the control socket", 60 * S, || d.socket().exists(), &d).await;
+    let x = Xvfb::start().unwrap();
+    // The app, as the user: its own copy (root's cache is not theirs to read), run through setpriv.
+    let user = tempfile::tempdir().unwrap();
+    let home = user.path().join("home");
+    let run = user.path().join("run");
+    std::fs::create_dir_all(home.join("tray")).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+    let app = user.path().join("ephemerd-tray");
+    std::fs::copy(ephemerd_bin().with_file_name("ephemerd-tray"), &app).unwrap();
+    std::fs::write(home.join("tray/settings.json"), r#"{"mode":"service","notifications":false,"onboarded":true}"#)
+        .unwrap();
+    let wrapper = user.path().join("as-user.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --groups=100 env HOME={h} XDG_RUNTIME_DIR={r} \
+             EPHEMERD_TRAY_DIR={h}/tray {app} \"$@\"\n",
+            h = home.display(),
+            r = run.display(),
+            app = app.display()
+        ),
+    )
+    .unwrap();
+    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(user.path()).status().unwrap();
+    assert!(chown.success());
+    std::process::Command::new("chmod").args(["755", "-R"]).arg(user.path()).status().unwrap();
+    std::process::Command::new("chmod").arg("700").arg(&run).status().unwrap();
+    let env = vec![
+        ("DISPLAY".to_string(), x.display.clone()),
+        ("EPHEMERD_SOCKET".into(), d.socket().display().to_string()),
+        ("EPHEMERD_BIN".into(), ephemerd_bin().display().to_string()),
+        ("NO_AT_BRIDGE".into(), "1".into()),
+        ("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "1".into()),
+    ];
+    let logs = tempfile::tempdir().unwrap();
+    let driver_log = logs.path().join("driver.log");
+    let driver = Driver::start(&env, &driver_log).unwrap();
+    let session = driver.session(&wrapper, &["--show"]).unwrap();
+    let shots = Shots { s: &session };
+    let result = std::panic::AssertUnwindSafe(async {
+        session.wait_for("#health[data-state='connected']", 60 * S).unwrap_or_else(|e| {
+            panic!("{e}\ndriver log:\n{}", std::fs::read_to_string(&driver_log).unwrap_or_default())
+        });
+        session.click("#nav-settings").unwrap();
+        session.wait_for("#settings", 10 * S).unwrap();
+        assert_eq!(session.property("#mode-service", "checked"), Some(serde_json::json!(true)));
+        session.fill("#forge-url", &fake.url()).unwrap();
+        session.fill("#forge-owner", "octo-org").unwrap();
+        session.fill("#forge-repos", "app").unwrap();
+        session.fill("#forge-token", TOKEN).unwrap();
+        session.fill("#forge-poll", "1s").unwrap();
+        session.click("#forge-save").unwrap();
+        session.wait_text("#forge-save-result", 30 * S, |t| t.contains("github:octo-org")).unwrap();
+        session
+            .wait_text("li[data-forge='github:octo-org']", 30 * S, |t| t.contains("Sealed by systemd-creds"))
+            .unwrap();
+        shots.take("service-mode-settings");
+        let sealed: Vec<_> = std::fs::read_dir(d.data.path().join("credentials")).unwrap().flatten().collect();
+        assert_eq!(sealed.len(), 1, "one sealed credential");
+        for dir in [d.data.path(), user.path()] {
+            let hits = files_containing(dir, TOKEN.as_bytes());
+            assert!(hits.is_empty(), "the token is written in {hits:?}");
+        }
+        let (_, job) = fake.queue_script("octo-org/app", "build", &["self-hosted"], "echo from-the-service");
+        session.click("#nav-jobs").unwrap();
+        let row = format!("tr[data-job-id='github:octo-org#{job}']");
+        session.wait_text(&format!("{row} td.state"), 120 * S, |t| t.contains("succeeded")).unwrap();
+        shots.take("service-mode-jobs");
+    });
+    let outcome = futures::FutureExt::catch_unwind(result).await;
+    session.close();
+    drop(driver);
+    drop(x);
+    if let Err(p) = outcome {
+        eprintln!("daemon log:\n{}", d.log());
+        std::panic::resume_unwind(p);
+    }
+    d.stop();
+    d.assert_clean();
+}

@@ -38,7 +38,7 @@ export interface Status {
   uptimeSecs: number;
 }
 
-export type CredentialSource = 'keyring' | 'environment' | 'file' | 'missing';
+export type CredentialSource = 'keyring' | 'systemd-creds' | 'environment' | 'app_key' | 'file' | 'missing';
 
 export interface Provider {
   /** e.g. "github:octo-org" */

@@ -39,7 +39,7 @@ pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn Creden
         let source = match (flag_token, &g.app) {
             (_, Some(_)) => "app_key",
             (Some(_), None) => "environment",
-            (None, None) => "keyring",
+            (None, None) => credentials.kind(),
         };
         let token = match (flag_token, &g.app) {
             (Some(t), _) => Ok(Some(t.clone())),

@@ -9,7 +9,9 @@ import { ForgeIcon } from './ForgeIcon';
 
 const CREDENTIAL: Record<CredentialSource, string> = {
   keyring: 'Stored in keychain',
+  'systemd-creds': 'Sealed by systemd-creds (system service)',
   environment: 'From environment',
+  app_key: "GitHub App (the daemon reads its key file)",
   file: 'From a file',
   missing: 'Missing: add a token',
 };

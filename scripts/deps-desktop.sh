@@ -1,21 +1,13 @@
 #!/usr/bin/env bash
 # What the tray app needs to build and to be tested in a real window, on Debian 12: WebKitGTK and the
 # AppIndicator library (Tauri), WebKitWebDriver, Xvfb, and tauri-driver (built once into
-# ~/.cache/ephemerd/tools). Sourced by scripts/test.sh after scripts/deps.sh; installs only what is missing.
+# ~/.cache/ephemerd/tools). Sourced by scripts/test.sh after scripts/deps.sh (its apt_install_missing);
+# installs only what is missing.
 set -euo pipefail
 
 desktop=(libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
          webkit2gtk-driver xvfb xauth)
-missing=()
-for p in "${desktop[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "==> installing: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install_missing "${desktop[@]}"
 
 tools="$HOME/.cache/ephemerd/tools"
 if [ ! -x "$tools/bin/tauri-driver" ]; then

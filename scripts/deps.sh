@@ -17,16 +17,20 @@ fi
 packages=(containerd runc containernetworking-plugins iptables iproute2 golang-github-containers-common
           docker-registry skopeo apache2-utils mmdebstrap git ca-certificates protobuf-compiler gcc pkg-config libdbus-1-dev gnome-keyring
           dbus-daemon dbus-bin systemd)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "==> installing: ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# Installs those of the given apt packages that are missing (also used by deps-desktop.sh).
+apt_install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+apt_install_missing "${packages[@]}"
 
 # Node.js runs the JSON Schema check of the fake forges against the forges' OpenAPI descriptions.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -12,6 +12,44 @@ pub mod v1 {
 
 pub use v1::ErrorReason;
 
+impl v1::JobState {
+    /// The state's word, as the journal and every client spell it ("unknown" when unspecified).
+    pub fn word(self) -> &'static str {
+        match self {
+            v1::JobState::Unspecified => "unknown",
+            v1::JobState::Queued => "queued",
+            v1::JobState::Claiming => "claiming",
+            v1::JobState::Claimed => "claimed",
+            v1::JobState::Starting => "starting",
+            v1::JobState::JobRunning => "running",
+            v1::JobState::Finished => "finished",
+            v1::JobState::Failed => "failed",
+            v1::JobState::Cleaned => "cleaned",
+        }
+    }
+
+    /// `word` of a message's raw field.
+    pub fn word_of(raw: i32) -> &'static str {
+        Self::try_from(raw).unwrap_or(Self::Unspecified).word()
+    }
+}
+
+impl v1::DaemonState {
+    pub fn word(self) -> &'static str {
+        match self {
+            v1::DaemonState::Unspecified => "unknown",
+            v1::DaemonState::Running => "running",
+            v1::DaemonState::Paused => "paused",
+            v1::DaemonState::Draining => "draining",
+            v1::DaemonState::Stopping => "stopping",
+        }
+    }
+
+    pub fn word_of(raw: i32) -> &'static str {
+        Self::try_from(raw).unwrap_or(Self::Unspecified).word()
+    }
+}
+
 /// The domain of every ErrorInfo the daemon sends.
 pub const ERROR_DOMAIN: &str = "ephemerd.dev";
 

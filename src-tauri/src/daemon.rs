@@ -37,8 +37,11 @@ pub trait Ui: Send + Sync + 'static {
     fn exit(&self);
 }
 
-/// How often the socket is tried while the daemon is not connected.
+/// How often the socket is tried while a daemon is expected (starting, restarting).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// … and while none is (a service stopped or not installed): each probe then runs
+/// `ephemerd service status`. A start or install asked for in the app probes at once.
+const PROBE_IDLE_EVERY: Duration = Duration::from_secs(5);
 /// How long an RPC may take before the UI is told.
 const RPC_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -434,7 +437,14 @@ impl Core {
                     tauri::async_runtime::spawn(self.clone().watch());
                 }
             }
-            let wait = if self.lock().watching { Duration::from_secs(3600) } else { PROBE_EVERY };
+            let wait = {
+                let i = self.lock();
+                match (&i.sup.health, i.watching) {
+                    (_, true) => Duration::from_secs(3600),
+                    (Health::NotInstalled | Health::DaemonStopped, _) => PROBE_IDLE_EVERY,
+                    _ => PROBE_EVERY,
+                }
+            };
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}

@@ -109,30 +109,6 @@ fn time(t: Option<prost_types::Timestamp>) -> Option<String> {
     Some(humantime::format_rfc3339_millis(at).to_string())
 }
 
-pub fn daemon_state(s: i32) -> &'static str {
-    match DaemonState::try_from(s).unwrap_or(DaemonState::Unspecified) {
-        DaemonState::Running => "running",
-        DaemonState::Paused => "paused",
-        DaemonState::Draining => "draining",
-        DaemonState::Stopping => "stopping",
-        DaemonState::Unspecified => "unknown",
-    }
-}
-
-pub fn job_state(s: i32) -> &'static str {
-    match JobState::try_from(s).unwrap_or(JobState::Unspecified) {
-        JobState::Queued => "queued",
-        JobState::Claiming => "claiming",
-        JobState::Claimed => "claimed",
-        JobState::Starting => "starting",
-        JobState::JobRunning => "running",
-        JobState::Finished => "finished",
-        JobState::Failed => "failed",
-        JobState::Cleaned => "cleaned",
-        JobState::Unspecified => "unknown",
-    }
-}
-
 impl From<&v1::ProviderHealth> for Provider {
     fn from(p: &v1::ProviderHealth) -> Self {
         Self {
@@ -153,7 +129,7 @@ impl From<&v1::StatusReply> for Status {
     fn from(s: &v1::StatusReply) -> Self {
         Self {
             version: s.version.clone(),
-            state: daemon_state(s.state),
+            state: DaemonState::word_of(s.state),
             active_jobs: s.active_jobs,
             max_jobs: s.max_jobs,
             queued_jobs: s.queued_jobs,
@@ -179,7 +155,7 @@ impl From<&v1::Job> for Job {
             runner_name: j.runner_name.clone(),
             image: j.image.clone(),
             target: j.target.clone(),
-            state: job_state(j.state),
+            state: JobState::word_of(j.state),
             conclusion: j.conclusion.clone(),
             exit_code: j.exit_code,
             queued_at: time(j.queued_at),

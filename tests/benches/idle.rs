@@ -19,24 +19,6 @@ use tokio_stream::StreamExt;
 
 const TOKEN: &str = "ghp_benchToken0000000000000000000";
 
-/// (RSS in KiB, CPU time in clock ticks) of a process.
-fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Ok((rss, ticks))
-}
-
 async fn bench() -> anyhow::Result<()> {
     let fake = FakeGithub::start(TOKEN).await;
     let data = short_tempdir();
@@ -72,13 +54,13 @@ async fn bench() -> anyhow::Result<()> {
     let mut events = client.watch_events(ephemerd_proto::v1::WatchEventsRequest {}).await?.into_inner();
     let watcher = tokio::spawn(async move { while let Some(Ok(_)) = events.next().await {} });
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (_, t0) = usage(child.id())?;
+    let (_, t0) = proc_usage(child.id())?;
     let mut peak = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak = peak.max(usage(child.id())?.0);
+        peak = peak.max(proc_usage(child.id())?.0);
     }
-    let (rss, t1) = usage(child.id())?;
+    let (rss, t1) = proc_usage(child.id())?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
     let polls = fake.seen().len();
     watcher.abort();

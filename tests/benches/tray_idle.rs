@@ -21,23 +21,6 @@ use ephemerd_e2e::*;
 
 const TOKEN: &str = "ghp_benchToken0000000000000000000";
 
-/// (RSS in KiB, CPU time in clock ticks) of a process.
-fn usage(pid: u32) -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    Ok((rss, ticks))
-}
-
 /// The app's `ephemerd serve` children.
 fn children(pid: u32) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
@@ -107,13 +90,13 @@ async fn bench() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (_, t0) = usage(app.id())?;
+    let (_, t0) = proc_usage(app.id())?;
     let mut peak = 0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        peak = peak.max(usage(app.id())?.0);
+        peak = peak.max(proc_usage(app.id())?.0);
     }
-    let (rss, t1) = usage(app.id())?;
+    let (rss, t1) = proc_usage(app.id())?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
     let kids = children(app.id());
     let _ = app.kill();

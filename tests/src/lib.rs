@@ -279,9 +279,22 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, String)> {
+    let (code, body) = http_request_within(method, addr, path, headers, body, Duration::from_secs(10))?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `http_request` with a read timeout, the body as bytes (a chunked one decoded).
+pub fn http_request_within(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(timeout))?;
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
     for (k, v) in headers {
@@ -292,10 +305,49 @@ pub fn http_request(
     // A server refusing an oversized body may close before reading it all.
     let _ = s.write_all(body);
     let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp);
-    let code: Option<u16> = text.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-    let code = code.ok_or_else(|| anyhow::anyhow!("no HTTP answer: {text}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((code, body))
+    let read = s.read_to_end(&mut resp);
+    if resp.is_empty() {
+        read?;
+    }
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n");
+    let head = String::from_utf8_lossy(&resp[..split.unwrap_or(resp.len())]).into_owned();
+    let code: Option<u16> = head.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    let code = code.ok_or_else(|| anyhow::anyhow!("no HTTP answer: {head}"))?;
+    let payload = split.map(|p| resp[p + 4..].to_vec()).unwrap_or_default();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok((code, dechunk(&payload)?));
+    }
+    Ok((code, payload))
+}
+
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = b.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow::anyhow!("bad chunk"))?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..line]).trim(), 16)?;
+        b = &b[line + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(b.get(..size).ok_or_else(|| anyhow::anyhow!("short chunk"))?);
+        b = b.get(size + 2..).unwrap_or_default();
+    }
+}
+
+/// (RSS in KiB, CPU time in clock ticks) of a process, from /proc.
+pub fn proc_usage(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Ok((rss, ticks))
 }

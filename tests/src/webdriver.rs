@@ -2,7 +2,6 @@
 //! WebKitWebDriver, which runs the app), and a small W3C WebDriver client over plain HTTP. Everything
 //! runs with the environment the test gives, so the app finds its daemon, keyring and files there.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,42 +118,14 @@ impl Drop for Driver {
     }
 }
 
-/// One request; the JSON answer (chunked or not).
+/// One request with a JSON body; the JSON answer.
 fn request(method: &str, addr: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<(u16, Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(timeout))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body.as_bytes())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).with_context(|| format!("{method} {path}"))?;
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no HTTP answer"))?;
-    let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let mut payload = resp[split + 4..].to_vec();
-    let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("bad status"))?;
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        payload = dechunk(&payload)?;
-    }
+    let json = [("Content-Type", "application/json")];
+    let (code, payload) = crate::http_request_within(method, addr, path, &json, body.as_bytes(), timeout)
+        .with_context(|| format!("{method} {path}"))?;
     let v = if payload.is_empty() { Value::Null } else { serde_json::from_slice(&payload)? };
     Ok((code, v))
-}
-
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line = b.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("bad chunk"))?;
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..line]).trim(), 16)?;
-        b = &b[line + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
 }
 
 pub struct Session {
@@ -236,11 +207,6 @@ impl Session {
 
     pub fn text(&self, element: &str) -> Result<String> {
         Ok(self.call("GET", &format!("/element/{element}/text"), None)?.as_str().unwrap_or_default().to_string())
-    }
-
-    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let e = self.find(css)?;
-        self.call("GET", &format!("/element/{e}/attribute/{name}"), None).ok()?.as_str().map(String::from)
     }
 
     /// A DOM property (what the page holds now, e.g. an input's `value`), not the HTML attribute.

@@ -97,6 +97,15 @@ impl Drop for AppDaemons<'_> {
     }
 }
 
+/// Fills Settings' connect-forge form for the fake GitHub (octo-org/app, polled every second).
+fn fill_forge(session: &Session, fake: &ephemerd_e2e::fake_github::FakeGithub) {
+    session.fill("#forge-url", &fake.url()).unwrap();
+    session.fill("#forge-owner", "octo-org").unwrap();
+    session.fill("#forge-repos", "app").unwrap();
+    session.fill("#forge-token", TOKEN).unwrap();
+    session.fill("#forge-poll", "1s").unwrap();
+}
+
 fn status_json(d: &Daemon) -> serde_json::Value {
     let out = d.ctl(&["--json", "status"]);
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
@@ -174,11 +183,7 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         // Settings: connect the (fake) GitHub with a token; test first, then save.
         session.click("#nav-settings").unwrap();
         session.wait_for("#settings", 10 * S).unwrap();
-        session.fill("#forge-url", &fake.url()).unwrap();
-        session.fill("#forge-owner", "octo-org").unwrap();
-        session.fill("#forge-repos", "app").unwrap();
-        session.fill("#forge-token", TOKEN).unwrap();
-        session.fill("#forge-poll", "1s").unwrap();
+        fill_forge(&session, &fake);
         session.click("#forge-test").unwrap();
         session.wait_text("#forge-test-result", 30 * S, |t| t.contains("Connection works")).unwrap();
         session.click("#forge-save").unwrap();
@@ -347,11 +352,7 @@ async fn an_ordinary_user_connects_a_forge_to_the_system_service() {
         session.click("#nav-settings").unwrap();
         session.wait_for("#settings", 10 * S).unwrap();
         assert_eq!(session.property("#mode-service", "checked"), Some(serde_json::json!(true)));
-        session.fill("#forge-url", &fake.url()).unwrap();
-        session.fill("#forge-owner", "octo-org").unwrap();
-        session.fill("#forge-repos", "app").unwrap();
-        session.fill("#forge-token", TOKEN).unwrap();
-        session.fill("#forge-poll", "1s").unwrap();
+        fill_forge(&session, &fake);
         session.click("#forge-save").unwrap();
         session.wait_text("#forge-save-result", 30 * S, |t| t.contains("github:octo-org")).unwrap();
         session

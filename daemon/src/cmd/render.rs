@@ -58,17 +58,11 @@ fn rfc3339(t: Option<i64>) -> Value {
     }
 }
 
+/// A job state's word; a cleaned-up job is "gone" in the CLI.
 pub fn state_name(state: i32) -> &'static str {
-    match v1::JobState::try_from(state).unwrap_or(v1::JobState::Unspecified) {
-        v1::JobState::Unspecified => "unknown",
-        v1::JobState::Queued => "queued",
-        v1::JobState::Claiming => "claiming",
-        v1::JobState::Claimed => "claimed",
-        v1::JobState::Starting => "starting",
-        v1::JobState::JobRunning => "running",
-        v1::JobState::Finished => "finished",
-        v1::JobState::Failed => "failed",
-        v1::JobState::Cleaned => "gone",
+    match v1::JobState::word_of(state) {
+        "cleaned" => "gone",
+        w => w,
     }
 }
 
@@ -83,13 +77,7 @@ fn state_color(state: &str) -> &'static str {
 }
 
 pub fn daemon_state_name(state: i32) -> &'static str {
-    match v1::DaemonState::try_from(state).unwrap_or(v1::DaemonState::Unspecified) {
-        v1::DaemonState::Unspecified => "unknown",
-        v1::DaemonState::Running => "running",
-        v1::DaemonState::Paused => "paused",
-        v1::DaemonState::Draining => "draining",
-        v1::DaemonState::Stopping => "stopping",
-    }
+    v1::DaemonState::word_of(state)
 }
 
 /// Rows as columns padded to their widest cell; `paint` colours a cell after padding (so escapes never

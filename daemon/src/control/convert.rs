@@ -25,17 +25,7 @@ pub fn state_of(phase: &str) -> v1::JobState {
 
 /// The journal phase of an API state (`None` for unspecified).
 pub fn phase_of(state: v1::JobState) -> Option<&'static str> {
-    Some(match state {
-        v1::JobState::Unspecified => return None,
-        v1::JobState::Queued => "queued",
-        v1::JobState::Claiming => "claiming",
-        v1::JobState::Claimed => "claimed",
-        v1::JobState::Starting => "starting",
-        v1::JobState::JobRunning => "running",
-        v1::JobState::Finished => "finished",
-        v1::JobState::Failed => "failed",
-        v1::JobState::Cleaned => "cleaned",
-    })
+    (state != v1::JobState::Unspecified).then(|| state.word())
 }
 
 pub fn job_id(provider: &str, forge_job_id: u64) -> String {

@@ -158,11 +158,16 @@ impl ControlService {
         }))
     }
 
-    pub(super) fn running_config(&self) -> Config {
+    /// The config file and the running config (a poisoned lock still holds the last ones).
+    pub(super) fn config(&self) -> std::sync::MutexGuard<'_, (Option<std::path::PathBuf>, Config)> {
         match self.config.lock() {
-            Ok(g) => g.1.clone(),
-            Err(e) => e.into_inner().1.clone(),
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
         }
+    }
+
+    pub(super) fn running_config(&self) -> Config {
+        self.config().1.clone()
     }
 
     /// Reads the config file again and applies what can change while running.

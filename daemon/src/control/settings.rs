@@ -14,18 +14,11 @@ use crate::forge::github::Github;
 impl ControlService {
     /// The file forges are saved to: the one the daemon was started with, else the default one.
     fn config_file(&self) -> PathBuf {
-        let given = match self.config.lock() {
-            Ok(g) => g.0.clone(),
-            Err(e) => e.into_inner().0.clone(),
-        };
-        given.unwrap_or_else(crate::platform::default_config_path)
+        self.config().0.clone().unwrap_or_else(crate::platform::default_config_path)
     }
 
     fn set_config_file(&self, path: PathBuf) {
-        match self.config.lock() {
-            Ok(mut g) => g.0 = Some(path),
-            Err(e) => e.into_inner().0 = Some(path),
-        }
+        self.config().0 = Some(path);
     }
 
     fn read_config_file(path: &std::path::Path) -> Result<String, ControlError> {

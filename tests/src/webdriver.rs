@@ -101,7 +101,17 @@ impl Driver {
         let body = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
             "application": app.display().to_string(), "args": args
         }}}});
-        let (code, v) = request("POST", &self.addr, "/session", Some(&body), Duration::from_secs(90))?;
+        // tauri-driver answers `/status` before the WebKitWebDriver it starts listens, and closes a
+        // session request it cannot forward yet: try again until a deadline.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (code, v) = loop {
+            match request("POST", &self.addr, "/session", Some(&body), Duration::from_secs(90)) {
+                Ok(answer) => break answer,
+                Err(e) if Instant::now() < deadline => eprintln!("new session: {e:#}; trying again"),
+                Err(e) => return Err(e),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
         if code != 200 {
             bail!("new session refused ({code}): {v}");
         }
@@ -128,6 +138,21 @@ fn request(method: &str, addr: &str, path: &str, body: Option<&Value>, timeout: 
     Ok((code, v))
 }
 
+/// A WebDriver error answer: its HTTP status and W3C error code (e.g. `no such element`).
+#[derive(Debug)]
+pub struct WebDriverError {
+    pub code: u16,
+    pub error: String,
+}
+
+impl std::fmt::Display for WebDriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebDriver error {} ({})", self.error, self.code)
+    }
+}
+
+impl std::error::Error for WebDriverError {}
+
 pub struct Session {
     addr: String,
     pub id: String,
@@ -142,15 +167,43 @@ impl Session {
         let full = format!("/session/{}{path}", self.id);
         let (code, v) = request(method, &self.addr, &full, body.as_ref(), timeout)?;
         if code != 200 {
-            bail!("{method} {path}: {code} {v}");
+            return Err(WebDriverError { code, error: v["value"]["error"].as_str().unwrap_or_default().into() })
+                .with_context(|| format!("{method} {path}: {code} {v}"));
         }
         Ok(v["value"].clone())
     }
 
-    /// The first element matching `css`, if any.
+    /// The first element matching `css`, if any. A driver that does not answer is an error, never
+    /// "no such element": a test waiting for an element to go must not take one for the other.
+    pub fn try_find(&self, css: &str) -> Result<Option<String>> {
+        match self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))) {
+            Ok(v) => {
+                let id = v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str);
+                Ok(Some(id.ok_or_else(|| anyhow!("no element id in {v}"))?.to_string()))
+            }
+            Err(e) if e.downcast_ref::<WebDriverError>().is_some_and(|w| w.error == "no such element") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first element matching `css`; `None` when there is none or the driver did not answer.
     pub fn find(&self, css: &str) -> Option<String> {
-        let v = self.call("POST", "/element", Some(json!({"using": "css selector", "value": css}))).ok()?;
-        v.as_object()?.values().next()?.as_str().map(String::from)
+        self.try_find(css).ok().flatten()
+    }
+
+    /// Waits until no element matches `css` (the driver answering so).
+    pub fn wait_gone(&self, css: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.try_find(css);
+            if let Ok(None) = last {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("`{css}` still there after {timeout:?} ({last:?})");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Waits for an element matching `css`.
@@ -225,8 +278,10 @@ impl Session {
 
     pub fn screenshot(&self, to: &Path) -> Result<()> {
         use base64::Engine;
-        // WebKitWebDriver 2.50 sometimes does not answer a screenshot for long (seen after a job ended
-        // in the user-mode test): give up after a while, and let the caller try again.
+        // WebKitWebDriver takes the screenshot at the page's next paint, and a page that does not
+        // change is not painted again (seen under Xvfb on a still jobs table): keep a pixel changing
+        // for a few seconds, then ask. Give up after a while all the same, and let the caller retry.
+        self.script(REPAINT)?;
         let v = self.call_within("GET", "/screenshot", None, Duration::from_secs(15))?;
         let png = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default())?;
         if let Some(d) = to.parent() {
@@ -240,3 +295,14 @@ impl Session {
         let _ = request("DELETE", &self.addr, &format!("/session/{}", self.id), None, Duration::from_secs(20));
     }
 }
+
+/// Keeps one transparent pixel changing for three seconds, so the page paints.
+const REPAINT: &str = "const d = document.createElement('div');
+d.style.cssText = 'position:fixed;left:0;top:0;width:1px;height:1px;pointer-events:none';
+document.body.appendChild(d);
+let n = 0;
+const t = setInterval(() => {
+  d.style.background = n % 2 ? 'rgba(0,0,0,0.01)' : 'rgba(0,0,0,0.02)';
+  if (++n > 60) { clearInterval(t); d.remove(); }
+}, 50);
+return 1;";

@@ -9,7 +9,7 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 
 use crate::daemon::Core;
-use crate::dto::{self, AppState, ForgeInput, Job, LogEvent, TestResult};
+use crate::dto::{self, AppState, ForgeInput, Job, JobSettings, LogEvent, TestResult};
 use crate::errors::UiError;
 use crate::settings::ModeSetting;
 use crate::supervisor::Event;
@@ -118,6 +118,27 @@ pub async fn set_credential(core: State<'_, Arc<Core>>, provider: String, secret
 }
 
 #[tauri::command]
+pub async fn get_job_settings(core: State<'_, Arc<Core>>) -> Res<JobSettings> {
+    let r = core.call(|mut c| async move { c.get_job_settings(v1::GetJobSettingsRequest {}).await }).await?;
+    Ok(r.into())
+}
+
+#[derive(Debug, Serialize)]
+pub struct SavedJobSettings {
+    pub settings: Option<JobSettings>,
+    pub note: String,
+}
+
+#[tauri::command]
+pub async fn save_job_settings(core: State<'_, Arc<Core>>, settings: JobSettings) -> Res<SavedJobSettings> {
+    let settings = v1::JobSettings::from(settings);
+    let r = core
+        .call(|mut c| async move { c.save_job_settings(v1::SaveJobSettingsRequest { settings: Some(settings) }).await })
+        .await?;
+    Ok(SavedJobSettings { settings: r.settings.map(JobSettings::from), note: r.note })
+}
+
+#[tauri::command]
 pub fn start_daemon(core: State<'_, Arc<Core>>) {
     core.handle(Event::StartRequested)
 }
@@ -191,6 +212,8 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         save_forge,
         remove_forge,
         set_credential,
+        get_job_settings,
+        save_job_settings,
         start_daemon,
         install_daemon,
         set_mode,
@@ -268,6 +291,12 @@ mod tests {
         assert_eq!(e["code"], "daemon_unavailable");
         assert_eq!(e["message"], "ephemerd is not running.");
         assert_eq!(invoke(&w, "pause", json!({})).unwrap_err()["code"], "daemon_unavailable");
+        assert_eq!(invoke(&w, "get_job_settings", json!({})).unwrap_err()["code"], "daemon_unavailable");
+        let settings = json!({"maxConcurrent": 2, "defaultImage": "debian", "profiles": []});
+        let e = invoke(&w, "save_job_settings", json!({"settings": settings})).unwrap_err();
+        assert_eq!(e["code"], "daemon_unavailable");
+        let e = invoke(&w, "save_job_settings", json!({"settings": {"maxConcurrent": "many"}})).unwrap_err();
+        assert!(e.to_string().contains("invalid args `settings`"), "{e}");
         let hook =
             json!({"kind": "github", "owner": "o", "auth": {"type": "token", "token": "ghp_x"}, "webhook": true});
         let e = invoke(&w, "save_forge", json!({"forge": hook})).unwrap_err();

@@ -206,6 +206,12 @@ pub struct ForgeInput {
     pub poll_interval: Option<String>,
     #[serde(default)]
     pub webhook: bool,
+    /// Labels the runners carry besides self-hosted, the OS and the architecture.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The image this forge's jobs run in; empty: the default image.
+    #[serde(default)]
+    pub image: String,
 }
 
 impl std::fmt::Debug for ForgeInput {
@@ -245,7 +251,62 @@ impl ForgeInput {
             repos: self.repos,
             auth: Some(auth),
             poll_interval,
+            labels: self.labels,
+            image: self.image,
         })
+    }
+}
+
+/// How jobs run, as the settings window shows and edits it (the daemon checks and saves it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSettings {
+    pub max_concurrent: u32,
+    pub default_image: String,
+    #[serde(default)]
+    pub profiles: Vec<LabelProfile>,
+    /// Read-only: the daemon's config file.
+    #[serde(default)]
+    pub config_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelProfile {
+    #[serde(default)]
+    pub name: String,
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub image: String,
+}
+
+impl From<v1::JobSettings> for JobSettings {
+    fn from(s: v1::JobSettings) -> Self {
+        JobSettings {
+            max_concurrent: s.max_concurrent,
+            default_image: s.default_image,
+            profiles: s
+                .profiles
+                .into_iter()
+                .map(|p| LabelProfile { name: p.name, labels: p.labels, image: p.image })
+                .collect(),
+            config_path: s.config_path,
+        }
+    }
+}
+
+impl From<JobSettings> for v1::JobSettings {
+    fn from(s: JobSettings) -> Self {
+        v1::JobSettings {
+            max_concurrent: s.max_concurrent,
+            default_image: s.default_image,
+            profiles: s
+                .profiles
+                .into_iter()
+                .map(|p| v1::LabelProfile { name: p.name, labels: p.labels, image: p.image })
+                .collect(),
+            config_path: s.config_path,
+        }
     }
 }
 
@@ -300,5 +361,25 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(hook.into_spec().unwrap_err().code, "invalid_field");
+        let labelled: ForgeInput = serde_json::from_value(serde_json::json!({
+            "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"},
+            "labels": ["gpu"], "image": "debian:bookworm"
+        }))
+        .unwrap();
+        let spec = labelled.into_spec().unwrap();
+        assert_eq!((spec.labels, spec.image.as_str()), (vec!["gpu".to_string()], "debian:bookworm"));
+    }
+
+    #[test]
+    fn job_settings_cross_in_camel_case_both_ways() {
+        let s: JobSettings = serde_json::from_value(serde_json::json!({
+            "maxConcurrent": 3, "defaultImage": "debian:bookworm",
+            "profiles": [{"labels": ["big"], "image": "ghcr.io/o/big:1"}]
+        }))
+        .unwrap();
+        let v: v1::JobSettings = s.clone().into();
+        assert_eq!((v.max_concurrent, v.profiles[0].name.as_str()), (3, ""));
+        assert_eq!(JobSettings::from(v), s);
+        assert_eq!(serde_json::to_value(&s).unwrap()["profiles"][0]["image"], "ghcr.io/o/big:1");
     }
 }

@@ -233,6 +233,24 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         session.wait_text("#pause-toggle", 10 * S, |t| t.contains("Pause")).unwrap();
         assert_eq!(status_json(&d)["state"], "running");
 
+        // Settings → Jobs: three jobs at once and an image for `big` jobs, saved into the config file and
+        // in use at once (the daemon reports it).
+        session.click("#nav-settings").unwrap();
+        session.wait_for("#jobs-max", 30 * S).unwrap();
+        session.fill("#jobs-max", "3").unwrap();
+        session.click("#profile-add").unwrap();
+        session.fill(".profile[data-index='0'] .profile-labels", "big, x64").unwrap();
+        session.fill(".profile[data-index='0'] .profile-image", "docker.io/library/debian:bookworm").unwrap();
+        session.click("#jobs-save").unwrap();
+        session.wait_text("#jobs-save-result", 30 * S, |t| t.contains("in use now")).unwrap();
+        assert_eq!(status_json(&d)["max_jobs"], 3, "the daemon runs three at once");
+        let config = std::fs::read_to_string(&d.config).unwrap();
+        assert!(config.contains("max_concurrent = 3"), "{config}");
+        assert!(config.contains("labels = [\"big\", \"x64\"]"), "{config}");
+        assert!(config.contains("owner = \"octo-org\""), "the forge's section is kept: {config}");
+        session.script("document.querySelector('#job-settings').scrollIntoView(); return 1;").unwrap();
+        shots.take("settings-jobs");
+
         // Kill the daemon: the app notices and starts it again.
         let before = daemons_of(d.data.path());
         assert_eq!(before.len(), 1);

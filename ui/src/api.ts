@@ -114,6 +114,10 @@ export interface ForgeInput {
   /** e.g. "10s" */
   pollInterval: string | null;
   webhook: boolean;
+  /** Labels the runners carry besides self-hosted, the OS and the architecture. */
+  labels: string[];
+  /** The image this forge's jobs run in; empty: the default image. */
+  image: string;
 }
 
 export interface TestResult {
@@ -128,6 +132,28 @@ export interface SavedForge {
 }
 
 export interface CredentialNote {
+  note: string;
+}
+
+export interface LabelProfile {
+  /** Empty: the daemon makes one from the labels. */
+  name: string;
+  labels: string[];
+  /** Empty: the forge's or the default image. */
+  image: string;
+}
+
+/** How jobs run: the daemon checks, saves (in its config file) and applies these at once. */
+export interface JobSettings {
+  maxConcurrent: number;
+  defaultImage: string;
+  profiles: LabelProfile[];
+  /** Read-only: the daemon's config file. */
+  configPath: string;
+}
+
+export interface SavedJobSettings {
+  settings: JobSettings | null;
   note: string;
 }
 
@@ -171,6 +197,9 @@ export const saveForge = (forge: ForgeInput) => call<SavedForge>('save_forge', {
 export const removeForge = (name: string) => call<null>('remove_forge', { name });
 export const setCredential = (provider: string, secret: string) =>
   call<CredentialNote>('set_credential', { provider, secret });
+export const getJobSettings = () => call<JobSettings>('get_job_settings');
+export const saveJobSettings = (settings: JobSettings) =>
+  call<SavedJobSettings>('save_job_settings', { settings });
 export const startDaemon = () => call<null>('start_daemon');
 export const installDaemon = () => call<null>('install_daemon');
 export const setMode = (mode: Mode) => call<AppState>('set_mode', { mode });

@@ -14,6 +14,9 @@ export interface ForgeFields {
   keyFile: string;
   poll: string;
   webhook: boolean;
+  /** Comma-separated runner labels. */
+  labels: string;
+  image: string;
 }
 
 export const EMPTY_FIELDS: ForgeFields = {
@@ -28,6 +31,8 @@ export const EMPTY_FIELDS: ForgeFields = {
   keyFile: '',
   poll: '10s',
   webhook: false,
+  labels: '',
+  image: '',
 };
 
 export interface KindInfo {
@@ -99,7 +104,28 @@ export const KINDS: Record<ForgeKind, KindInfo> = {
 
 export const KIND_ORDER: ForgeKind[] = ['github', 'forgejo', 'gitea', 'gitlab', 'woodpecker'];
 
-export type FieldErrors = Partial<Record<'url' | 'owner' | 'token' | 'appId' | 'installationId' | 'keyFile' | 'poll', string>>;
+export type FieldErrors = Partial<
+  Record<'url' | 'owner' | 'token' | 'appId' | 'installationId' | 'keyFile' | 'poll' | 'labels' | 'image', string>
+>;
+
+/** Comma-separated labels as a list: trimmed, empty ones dropped. */
+export function splitLabels(s: string): string[] {
+  return s
+    .split(',')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+/** Why a label list cannot be sent, or null. */
+export function labelsError(labels: string[]): string | null {
+  const bad = labels.find((l) => /\s/.test(l));
+  return bad === undefined ? null : `"${bad}" has a space: separate labels with commas.`;
+}
+
+/** Why an image reference cannot be sent, or null (the daemon checks it fully). */
+export function imageError(image: string): string | null {
+  return /\s/.test(image.trim()) ? 'An image name has no spaces (e.g. debian:bookworm).' : null;
+}
 
 function isUrl(s: string): boolean {
   try {
@@ -137,6 +163,10 @@ export function validate(f: ForgeFields): FieldErrors {
   }
   const poll = f.poll.trim();
   if (poll !== '' && !DURATION.test(poll)) errors.poll = 'Use a duration like 10s, 1m or 1m30s.';
+  const labels = labelsError(splitLabels(f.labels));
+  if (labels) errors.labels = labels;
+  const image = imageError(f.image);
+  if (image) errors.image = image;
   return errors;
 }
 
@@ -165,5 +195,7 @@ export function toForgeInput(f: ForgeFields): ForgeInput {
     auth,
     pollInterval: f.poll.trim() === '' ? null : f.poll.trim(),
     webhook: f.webhook,
+    labels: splitLabels(f.labels),
+    image: f.image.trim(),
   };
 }

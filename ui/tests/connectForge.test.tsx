@@ -25,6 +25,8 @@ describe('connect a forge', () => {
     type('#forge-repos', 'app, web,, ');
     type('#forge-token', 'ghp_secret');
     type('#forge-poll', '30s');
+    type('#forge-labels', 'gpu, , cuda');
+    type('#forge-image', ' ghcr.io/octo-org/ci:1 ');
     fireEvent.click($('#forge-webhook'));
     fireEvent.click($('#forge-test'));
     await waitFor(() => expect($('#forge-test-result').textContent).toContain('Connection works'));
@@ -37,6 +39,8 @@ describe('connect a forge', () => {
       auth: { type: 'token', token: 'ghp_secret' },
       pollInterval: '30s',
       webhook: true,
+      labels: ['gpu', 'cuda'],
+      image: 'ghcr.io/octo-org/ci:1',
     };
     expect(ipc.callsOf('test_forge')).toEqual([{ forge: expected }]);
   });
@@ -61,6 +65,8 @@ describe('connect a forge', () => {
       auth: { type: 'app', appId: 12345, installationId: 678, keyFile: '/home/me/app.pem' },
       pollInterval: '10s',
       webhook: false,
+      labels: [],
+      image: '',
     };
     expect(ipc.callsOf('save_forge')).toEqual([{ forge: expected }]);
   });
@@ -93,6 +99,8 @@ describe('connect a forge', () => {
       auth: { type: 'token', token: 'agent-secret' },
       pollInterval: null,
       webhook: false,
+      labels: [],
+      image: '',
     });
   });
 
@@ -103,6 +111,11 @@ describe('connect a forge', () => {
     expect($('#forge-url-error').textContent).toContain('web address');
     expect($('#forge-owner-error').textContent).toContain('user or organization');
     expect($('#forge-token-error').textContent).toContain('personal access token');
+    type('#forge-labels', 'two words');
+    type('#forge-image', 'debian bookworm');
+    fireEvent.click($('#forge-test'));
+    expect($('#forge-labels-error').textContent).toContain('"two words" has a space');
+    expect($('#forge-image-error').textContent).toContain('no spaces');
     fireEvent.click($('#auth-app'));
     type('#forge-app-id', 'abc');
     fireEvent.click($('#forge-save'));

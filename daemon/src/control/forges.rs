@@ -90,7 +90,12 @@ pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
         }
         _ => return Err(invalid("token", "give a token, or a GitHub App")),
     };
-    let github = GithubConfig { repos, api_url, poll_interval, app, ..GithubConfig::for_owner(&owner) };
+    let labels = super::jobsettings::check_labels("labels", &spec.labels)?;
+    let image = match spec.image.trim() {
+        "" => None,
+        i => Some(super::jobsettings::check_image("image", i)?),
+    };
+    let github = GithubConfig { repos, api_url, poll_interval, app, labels, image, ..GithubConfig::for_owner(&owner) };
     Ok(Forge { name: format!("github:{owner}"), github, token })
 }
 
@@ -103,12 +108,28 @@ fn tables(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, ControlError> {
     })
 }
 
-fn parse(text: &str) -> Result<DocumentMut, ControlError> {
+/// Sets `key` in `t`, keeping the comment above the key and the spacing around its old value.
+pub(super) fn set(t: &mut Table, key: &str, v: impl Into<toml_edit::Value>) {
+    let mut v = v.into();
+    match t.get_mut(key) {
+        Some(Item::Value(old)) => {
+            *v.decor_mut() = old.decor().clone();
+            *old = v;
+        }
+        Some(other) => *other = Item::Value(v),
+        None => {
+            t.insert(key, Item::Value(v));
+        }
+    }
+}
+
+pub(super) fn parse(text: &str) -> Result<DocumentMut, ControlError> {
     text.parse::<DocumentMut>().map_err(|e| ControlError::InvalidConfig(e.to_string().trim_end().replace('\n', " ")))
 }
 
 /// The config file's text with `g` added, or replacing the section of the same owner (keys the settings
-/// window does not manage, like `labels` or `image`, are kept). The result is checked as a whole config.
+/// window does not manage, like `runner_group_id` or the webhook's, are kept). The result is checked as a
+/// whole config.
 pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> {
     let mut doc = parse(text)?;
     let list = tables(&mut doc)?;
@@ -122,18 +143,31 @@ pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> 
             list.get_mut(last).ok_or_else(|| ControlError::InvalidConfig("section vanished".into()))?
         }
     };
-    t.insert("owner", value(g.owner.as_str()));
+    set(t, "owner", g.owner.as_str());
     if g.repos.is_empty() {
         t.remove("repos");
     } else {
-        t.insert("repos", value(g.repos.iter().map(String::as_str).collect::<Array>()));
+        set(t, "repos", g.repos.iter().map(String::as_str).collect::<Array>());
     }
     if g.api_url == "https://api.github.com" {
         t.remove("api_url");
     } else {
-        t.insert("api_url", value(g.api_url.as_str()));
+        set(t, "api_url", g.api_url.as_str());
     }
-    t.insert("poll_interval", value(humantime::format_duration(g.poll_interval).to_string()));
+    set(t, "poll_interval", humantime::format_duration(g.poll_interval).to_string());
+    if g.labels.is_empty() {
+        t.remove("labels");
+    } else {
+        set(t, "labels", g.labels.iter().map(String::as_str).collect::<Array>());
+    }
+    match &g.image {
+        None => {
+            t.remove("image");
+        }
+        Some(i) => {
+            set(t, "image", i.as_str());
+        }
+    }
     match &g.app {
         None => {
             t.remove("app");
@@ -162,7 +196,7 @@ pub fn with_control_group(text: &str, group: &str) -> Result<String, ControlErro
         .get_mut("control")
         .and_then(|i| i.as_table_mut())
         .ok_or_else(|| ControlError::InvalidConfig("`control` in the config file is not a section".into()))?;
-    t.insert("group", value(group));
+    set(t, "group", group);
     checked(doc.to_string())
 }
 
@@ -181,7 +215,7 @@ pub fn without_forge(text: &str, owner: &str) -> Result<Option<String>, ControlE
     checked(doc.to_string()).map(Some)
 }
 
-fn checked(text: String) -> Result<String, ControlError> {
+pub(super) fn checked(text: String) -> Result<String, ControlError> {
     let cfg = Config::parse(&text).map_err(ControlError::InvalidConfig)?;
     cfg.validate().map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
     Ok(text)
@@ -239,6 +273,8 @@ mod tests {
             repos: vec!["app".into(), format!("{owner}/lib"), "app".into()],
             auth: Some(auth),
             poll_interval: None,
+            labels: vec![],
+            image: String::new(),
         }
     }
 
@@ -258,7 +294,7 @@ mod tests {
 
     #[test]
     fn saving_an_owner_again_replaces_its_section_and_keeps_keys_the_window_does_not_manage() {
-        let text = "[[github]]\nowner = \"a\"\nlabels = [\"gpu\"]\nrepos = [\"x\"]\n\n[[github]]\nowner = \"b\"\n";
+        let text = "[[github]]\nowner = \"a\"\nrunner_group_id = 3\nlabels = [\"old\"]\nimage = \"debian:buster\"\nrepos = [\"x\"]\n\n[[github]]\nowner = \"b\"\n";
         let app = v1::forge_spec::Auth::App(v1::GithubAppAuth {
             app_id: 7,
             installation_id: 9,
@@ -267,6 +303,7 @@ mod tests {
         let mut s = spec("a", app);
         s.repos.clear();
         s.url = "https://ghe.example/api/v3/".into();
+        s.labels = vec!["gpu".into(), " ".into(), "GPU".into()];
         let f = from_spec(s).unwrap();
         assert!(f.token.is_none());
         let out = with_forge(text, &f.github).unwrap();
@@ -274,6 +311,7 @@ mod tests {
         assert_eq!(cfg.github.len(), 2);
         let a = &cfg.github[0];
         assert_eq!((a.labels.clone(), a.repos.is_empty()), (vec!["gpu".to_string()], true));
+        assert_eq!((a.runner_group_id, a.image.as_deref()), (3, None), "the window's image (none) replaces buster");
         assert_eq!(a.api_url, "https://ghe.example/api/v3");
         assert_eq!(a.app.as_ref().map(|x| (x.app_id, x.installation_id)), Some((7, 9)));
         let gone = without_forge(&out, "a").unwrap().unwrap();
@@ -329,6 +367,12 @@ mod tests {
         let mut s = spec("a", tok());
         s.repos = vec!["other/x".into()];
         assert!(err(s).starts_with("repos:"));
+        let mut s = spec("a", tok());
+        s.labels = vec!["has space".into()];
+        assert!(err(s).starts_with("labels:"));
+        let mut s = spec("a", tok());
+        s.image = "Bad Image".into();
+        assert!(err(s).starts_with("image:"));
         let mut s = spec("a", tok());
         s.kind = "gitlab".into();
         assert!(matches!(from_spec(s), Err(ControlError::NotImplemented(_))));

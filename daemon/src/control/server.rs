@@ -476,6 +476,24 @@ impl ControlApi for ControlService {
     async fn run_test_job(&self, _: Request<v1::RunTestJobRequest>) -> Result<Response<v1::RunTestJobReply>, Status> {
         Ok(Response::new(super::testjob::run(self.runtime.clone(), self.dirs.clone(), &self.running_config()).await))
     }
+
+    async fn get_job_settings(
+        &self,
+        _: Request<v1::GetJobSettingsRequest>,
+    ) -> Result<Response<v1::JobSettings>, Status> {
+        Ok(Response::new(self.job_settings()))
+    }
+
+    async fn save_job_settings(
+        &self,
+        req: Request<v1::SaveJobSettingsRequest>,
+    ) -> Result<Response<v1::SaveJobSettingsReply>, Status> {
+        let settings = req
+            .into_inner()
+            .settings
+            .ok_or(ControlError::InvalidField { field: "settings", message: "missing".into() })?;
+        Ok(Response::new(self.save_job_settings_as(settings).await?))
+    }
 }
 
 /// Streams a job's log: what is there, then (with `follow`) what comes, until the job has ended. Waits

@@ -1,5 +1,6 @@
 //! The settings window's RPCs: test a forge before saving it, save it (secret to the keyring, section to
-//! the config file, applied at once), remove it. One config-file edit runs at a time.
+//! the config file, applied at once), remove it; read and save the job settings. One config-file edit
+//! runs at a time.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ use ephemerd_proto::v1;
 
 use super::errors::ControlError;
 use super::forges;
+use super::jobsettings;
 use super::server::ControlService;
 use crate::forge::Provider;
 use crate::forge::github::Github;
@@ -98,5 +100,35 @@ impl ControlService {
         tracing::info!(provider = %name, credential_deleted, "forge removed");
         self.reload().await?;
         Ok(v1::RemoveForgeReply { credential_deleted })
+    }
+
+    pub(super) fn job_settings(&self) -> v1::JobSettings {
+        let path = self.config_file();
+        jobsettings::of(&self.config().1, &path)
+    }
+
+    pub(super) async fn save_job_settings_as(
+        &self,
+        settings: v1::JobSettings,
+    ) -> Result<v1::SaveJobSettingsReply, ControlError> {
+        let checked = jobsettings::check(settings)?;
+        let _one = self.editing.lock().await;
+        let path = self.config_file();
+        let text = jobsettings::with_job_settings(&Self::read_config_file(&path)?, &checked)?;
+        forges::write_config(&path, &text)?;
+        self.set_config_file(path.clone());
+        let plan = self.reload().await?;
+        tracing::info!(config = %path.display(), applied = ?plan.applied, "job settings saved");
+        let mut note = match plan.applied.is_empty() {
+            true => format!("Nothing changed (saved in {}).", path.display()),
+            false => format!("Saved in {} and in use now.", path.display()),
+        };
+        if !plan.needs_restart.is_empty() {
+            note.push_str(&format!(
+                " Other changes in the file ({}) take effect when ephemerd restarts.",
+                plan.needs_restart.join(", ")
+            ));
+        }
+        Ok(v1::SaveJobSettingsReply { settings: Some(self.job_settings()), note })
     }
 }

@@ -1,11 +1,11 @@
 // #connect-forge: the form that connects a forge (used by Settings and by onboarding, never
 // both at once). Test sends test_forge (nothing stored); Save sends save_forge, which stores
 // the secret in the OS keychain through the daemon. The secret is cleared once saved.
-import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { saveForge, testForge, type ForgeKind, type SavedForge, type TestResult, type UiError } from '../api';
 import { EMPTY_FIELDS, KIND_ORDER, KINDS, toForgeInput, validate, type FieldErrors, type ForgeFields } from '../forgeForm';
 import { ErrorMessage } from './ErrorMessage';
+import { Field } from './Field';
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: UiError } | null;
 
@@ -206,6 +206,42 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
         </label>
       </fieldset>
 
+      <fieldset class="choice">
+        <legend>Its jobs</legend>
+        <Field
+          label="Extra labels"
+          htmlFor="forge-labels"
+          error={errors.labels}
+          hint="Comma-separated, besides self-hosted, the OS and the architecture: jobs whose runs-on asks for them come here."
+        >
+          <input
+            id="forge-labels"
+            type="text"
+            autoComplete="off"
+            spellcheck={false}
+            placeholder="none"
+            value={f.labels}
+            onInput={(e) => set('labels', e.currentTarget.value)}
+          />
+        </Field>
+        <Field
+          label="Image"
+          htmlFor="forge-image"
+          error={errors.image}
+          hint="The container image its jobs run in. Empty: the default image (in Jobs below)."
+        >
+          <input
+            id="forge-image"
+            type="text"
+            autoComplete="off"
+            spellcheck={false}
+            placeholder="default image"
+            value={f.image}
+            onInput={(e) => set('image', e.currentTarget.value)}
+          />
+        </Field>
+      </fieldset>
+
       <div class="buttons">
         <button type="button" id="forge-test" disabled={busy !== null} onClick={test}>
           {busy === 'test' ? 'Testing…' : 'Test connection'}
@@ -253,29 +289,6 @@ function TestOutcome({ result }: { result: TestResult }) {
             ))}
           </ul>
         </>
-      )}
-    </div>
-  );
-}
-
-interface FieldProps {
-  label: string;
-  htmlFor: string;
-  error?: string;
-  hint?: string;
-  children: ComponentChildren;
-}
-
-function Field({ label, htmlFor, error, hint, children }: FieldProps) {
-  return (
-    <div class={`field${error ? ' invalid' : ''}`}>
-      <label for={htmlFor}>{label}</label>
-      {children}
-      {hint && <small class="hint">{hint}</small>}
-      {error && (
-        <small class="field-error" id={`${htmlFor}-error`}>
-          {error}
-        </small>
       )}
     </div>
   );

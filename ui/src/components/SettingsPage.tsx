@@ -1,8 +1,9 @@
-// #settings: the connected forges, the form to connect another, and the app's own settings.
+// #settings: the connected forges, the form to connect another, how jobs run, and the app's own settings.
 import { useAppState } from '../appState';
 import { AppSettings } from './AppSettings';
 import { ConnectForgeForm } from './ConnectForgeForm';
 import { ForgeList } from './ForgeList';
+import { JobSettingsForm } from './JobSettingsForm';
 
 export function SettingsPage() {
   const { state, refresh } = useAppState();
@@ -18,6 +19,7 @@ export function SettingsPage() {
         <h2>Connect a forge</h2>
         <ConnectForgeForm onSaved={refreshSoon} />
       </section>
+      <JobSettingsForm />
       <AppSettings />
     </section>
   );

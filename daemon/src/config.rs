@@ -571,7 +571,7 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
     }
     let mut plan = ReloadPlan::default();
     let (o, n) = (&old.scheduler, &new.scheduler);
-    let live: [(&str, bool); 9] = [
+    let live: [(&str, bool); 10] = [
         ("scheduler.max_concurrent", o.max_concurrent != n.max_concurrent),
         ("scheduler.pickup_timeout", o.pickup_timeout != n.pickup_timeout),
         ("scheduler.job_timeout", o.job_timeout != n.job_timeout),
@@ -582,14 +582,15 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
         ("history", differs(&old.history, &new.history)),
         // The providers are built again (with their credentials) and their pollers restarted.
         ("github", differs(&old.github, &new.github)),
+        // The listener is bound anew (by the control service, so a refusal reaches the caller).
+        ("webhook", differs(&old.webhook, &new.webhook)),
     ];
-    let restart: [(&str, bool); 10] = [
+    let restart: [(&str, bool); 9] = [
         ("data_dir", old.data_dir != new.data_dir),
         ("containerd", differs(&old.containerd, &new.containerd)),
         ("network", differs(&old.network, &new.network)),
         ("security", differs(&old.security, &new.security)),
         ("runner", differs(&old.runner, &new.runner)),
-        ("webhook", differs(&old.webhook, &new.webhook)),
         ("control", differs(&old.control, &new.control)),
         ("scheduler.runner_prefix", o.runner_prefix != n.runner_prefix),
         ("scheduler.sweep_interval", o.sweep_interval != n.sweep_interval),
@@ -612,6 +613,7 @@ pub fn apply_live(running: &mut Config, new: &Config) {
     running.image = new.image.clone();
     running.history = new.history.clone();
     running.github = new.github.clone();
+    running.webhook = new.webhook.clone();
 }
 
 #[cfg(test)]

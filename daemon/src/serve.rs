@@ -55,7 +55,7 @@ enum Msg {
 }
 
 /// What the daemon's owner asks of it (through the control API, or signals).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Control {
     /// No new claims; running jobs go on. Remembered across restarts.
     Pause,
@@ -72,6 +72,8 @@ pub enum Control {
     /// Use these providers from now on (credentials or `[[github]]` sections changed); jobs already
     /// running keep the provider instance they started with.
     Providers(ProviderUpdate),
+    /// Take webhook deliveries on this listener from now on (`webhook.listen` changed); `None`: none.
+    Webhooks(Option<tokio::net::TcpListener>),
 }
 
 /// A new provider list, with the configured providers that could not be built.
@@ -175,6 +177,28 @@ impl Serve {
         self.providers.clone()
     }
 
+    /// Serves webhook deliveries on `listener` (if any), handing verified jobs to the event loop; the tasks
+    /// to abort when the listener changes.
+    fn listen(
+        &self,
+        listener: Option<tokio::net::TcpListener>,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(listener) = listener else { return Vec::new() };
+        let (htx, mut hrx) = mpsc::unbounded_channel();
+        let tx = tx.clone();
+        vec![
+            tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx)),
+            tokio::spawn(async move {
+                while let Some((provider, job)) = hrx.recv().await {
+                    if tx.send(Msg::Hooked { provider, job }).is_err() {
+                        return;
+                    }
+                }
+            }),
+        ]
+    }
+
     /// The providers' health before their first poll.
     pub fn provider_health(&self) -> Vec<ProviderHealth> {
         health_of(&self.current(), &self.unconfigured, &self.sources, &[])
@@ -207,19 +231,7 @@ impl Serve {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut polling: Vec<tokio::task::JoinHandle<()>> =
             self.current().into_iter().map(|p| tokio::spawn(poller(p, tx.clone(), live.clone()))).collect();
-        let mut pollers = Vec::new();
-        if let Some(listener) = webhooks {
-            let (htx, mut hrx) = mpsc::unbounded_channel();
-            pollers.push(tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx)));
-            let tx = tx.clone();
-            pollers.push(tokio::spawn(async move {
-                while let Some((provider, job)) = hrx.recv().await {
-                    if tx.send(Msg::Hooked { provider, job }).is_err() {
-                        return;
-                    }
-                }
-            }));
-        }
+        let mut pollers = self.listen(webhooks, &tx);
         let mut tracked: HashMap<JobKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(self.cfg.scheduler.sweep_interval);
@@ -288,6 +300,16 @@ impl Serve {
                         polling = update.providers.iter().map(|p| tokio::spawn(poller(p.clone(), tx.clone(), live.clone()))).collect();
                         let current = self.current();
                         live.send_modify(|l| l.providers = health_of(&current, &self.unconfigured, &self.sources, &l.providers));
+                        continue;
+                    }
+                    Control::Webhooks(listener) => {
+                        for h in pollers.drain(..) {
+                            h.abort();
+                        }
+                        if listener.is_none() {
+                            info!("no longer listening for webhooks");
+                        }
+                        pollers = self.listen(listener, &tx);
                         continue;
                     }
                     Control::Reload(new) => {

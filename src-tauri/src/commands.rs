@@ -297,11 +297,11 @@ mod tests {
         assert_eq!(e["code"], "daemon_unavailable");
         let e = invoke(&w, "save_job_settings", json!({"settings": {"maxConcurrent": "many"}})).unwrap_err();
         assert!(e.to_string().contains("invalid args `settings`"), "{e}");
-        let hook =
-            json!({"kind": "github", "owner": "o", "auth": {"type": "token", "token": "ghp_x"}, "webhook": true});
-        let e = invoke(&w, "save_forge", json!({"forge": hook})).unwrap_err();
-        assert_eq!(e["code"], "invalid_field");
-        assert!(!e.to_string().contains("ghp_x"));
+        let forge = json!({"kind": "github", "owner": "o", "auth": {"type": "token", "token": "ghp_x"},
+            "webhook": true, "webhookSecret": "hook-secret-1"});
+        let e = invoke(&w, "save_forge", json!({"forge": forge})).unwrap_err();
+        assert_eq!(e["code"], "daemon_unavailable");
+        assert!(!e.to_string().contains("ghp_x") && !e.to_string().contains("hook-secret"));
         let e = invoke(
             &w,
             "test_forge",

@@ -212,6 +212,9 @@ pub struct ForgeInput {
     /// The image this forge's jobs run in; empty: the default image.
     #[serde(default)]
     pub image: String,
+    /// With `webhook`: the secret the forge signs deliveries with; empty keeps the stored one.
+    #[serde(default)]
+    pub webhook_secret: String,
 }
 
 impl std::fmt::Debug for ForgeInput {
@@ -223,12 +226,6 @@ impl std::fmt::Debug for ForgeInput {
 impl ForgeInput {
     /// The proto's spec; what the daemon cannot take from the app is refused here, in words.
     pub fn into_spec(self) -> Result<v1::ForgeSpec, UiError> {
-        if self.webhook {
-            return Err(UiError::invalid(
-                "Webhooks need a public address and a secret, which the app does not set up yet: use polling, or \
-                 set webhook_secret_env in the daemon's config file.",
-            ));
-        }
         let poll_interval = match self.poll_interval.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => {
@@ -253,6 +250,8 @@ impl ForgeInput {
             poll_interval,
             labels: self.labels,
             image: self.image,
+            webhook: self.webhook,
+            webhook_secret: if self.webhook { self.webhook_secret } else { String::new() },
         })
     }
 }
@@ -268,6 +267,9 @@ pub struct JobSettings {
     /// Read-only: the daemon's config file.
     #[serde(default)]
     pub config_path: String,
+    /// host:port the daemon takes webhook deliveries on; empty: none.
+    #[serde(default)]
+    pub webhook_listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,6 +293,7 @@ impl From<v1::JobSettings> for JobSettings {
                 .map(|p| LabelProfile { name: p.name, labels: p.labels, image: p.image })
                 .collect(),
             config_path: s.config_path,
+            webhook_listen: s.webhook_listen,
         }
     }
 }
@@ -306,6 +309,7 @@ impl From<JobSettings> for v1::JobSettings {
                 .map(|p| v1::LabelProfile { name: p.name, labels: p.labels, image: p.image })
                 .collect(),
             config_path: s.config_path,
+            webhook_listen: s.webhook_listen,
         }
     }
 }
@@ -357,10 +361,18 @@ mod tests {
         let spec = app.into_spec().unwrap();
         assert!(matches!(spec.auth, Some(v1::forge_spec::Auth::App(ref a)) if a.installation_id == 2));
         let hook: ForgeInput = serde_json::from_value(serde_json::json!({
-            "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"}, "webhook": true
+            "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"}, "webhook": true,
+            "webhookSecret": "hook-secret-1"
         }))
         .unwrap();
-        assert_eq!(hook.into_spec().unwrap_err().code, "invalid_field");
+        assert!(!format!("{hook:?}").contains("hook-secret"));
+        let spec = hook.into_spec().unwrap();
+        assert_eq!((spec.webhook, spec.webhook_secret.as_str()), (true, "hook-secret-1"));
+        let off: ForgeInput = serde_json::from_value(serde_json::json!({
+            "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"}, "webhookSecret": "stale"
+        }))
+        .unwrap();
+        assert_eq!(off.into_spec().unwrap().webhook_secret, "", "no secret is sent without webhooks");
         let labelled: ForgeInput = serde_json::from_value(serde_json::json!({
             "kind": "github", "owner": "o", "auth": {"type": "token", "token": "t"},
             "labels": ["gpu"], "image": "debian:bookworm"

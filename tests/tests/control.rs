@@ -222,6 +222,33 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     assert!(ok(&["reload"]).contains("applied: scheduler.max_concurrent"));
     assert_eq!(c.status(v1::StatusRequest {}).await.unwrap().into_inner().max_jobs, 2);
 
+    // Job settings: read, refused by field, refused as a whole (a webhook address in use: the file is
+    // left as it was), saved and applied at once (the listener is bound and, when cleared, closed).
+    let settings = c.get_job_settings(v1::GetJobSettingsRequest {}).await.unwrap().into_inner();
+    assert_eq!((settings.max_concurrent, settings.config_path.as_str()), (2, d.config.to_str().unwrap()));
+    let save = |s: v1::JobSettings| v1::SaveJobSettingsRequest { settings: Some(s) };
+    let bad = v1::JobSettings { max_concurrent: 0, ..settings.clone() };
+    let e = c.save_job_settings(save(bad)).await.unwrap_err();
+    assert_eq!(reason_of(&e), Some(ErrorReason::InvalidField), "{e:?}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let before = std::fs::read_to_string(&d.config).unwrap();
+    let busy = v1::JobSettings { webhook_listen: taken.local_addr().unwrap().to_string(), ..settings.clone() };
+    let e = c.save_job_settings(save(busy)).await.unwrap_err();
+    assert_eq!(reason_of(&e), Some(ErrorReason::InvalidConfig), "{e:?}");
+    assert!(e.message().contains("cannot listen"), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), before, "a refused save leaves the file");
+    let hook_addr = format!("127.0.0.1:{}", free_port());
+    let three = v1::JobSettings { max_concurrent: 3, webhook_listen: hook_addr.clone(), ..settings.clone() };
+    let r = c.save_job_settings(save(three)).await.unwrap().into_inner();
+    assert!(r.note.contains("in use now"), "{}", r.note);
+    assert_eq!(r.settings.map(|s| (s.max_concurrent, s.webhook_listen)), Some((3, hook_addr.clone())));
+    assert_eq!(c.status(v1::StatusRequest {}).await.unwrap().into_inner().max_jobs, 3);
+    assert!(std::net::TcpStream::connect(&hook_addr).is_ok(), "the webhook address is listened on at once");
+    c.save_job_settings(save(settings.clone())).await.unwrap();
+    let closed = || std::net::TcpStream::connect(&hook_addr).is_err();
+    wait_until("the webhook listener to close", Duration::from_secs(10), closed, &d).await;
+    assert!(!std::fs::read_to_string(&d.config).unwrap().contains("listen"), "the address is gone from the file");
+
     // Doctor sees the machine, the daemon and the forge.
     let doctor = ok(&["doctor"]);
     for line in ["ok    containerd ", "ok    iptables", "ok    daemon", "ok    github:octo-org"] {

@@ -2,7 +2,8 @@
 //! (tauri-driver + WebKitWebDriver), in user mode (it runs `ephemerd serve` itself) with the real daemon,
 //! containerd, a real Secret Service and the fake GitHub. A desktop user's path: connect a forge in
 //! Settings (the token lands in the keyring, in no file), watch a job go running → succeeded with its log,
-//! pause from the window, and see the app restart a daemon that was killed. Screenshots of each window
+//! pause from the window, set how jobs run and take webhooks (listener and secret set in the window), and
+//! see the app restart a daemon that was killed. Screenshots of each window
 //! are saved under `<target>/screenshots/` for a reviewer.
 
 #![allow(clippy::await_holding_lock)]
@@ -16,6 +17,7 @@ use ephemerd_e2e::webdriver::{Driver, Session, Xvfb};
 use ephemerd_e2e::*;
 
 const S: Duration = Duration::from_secs(1);
+const HOOK_SECRET: &str = "hook-secret-from-the-window";
 
 fn screenshots() -> PathBuf {
     // ephemerd_bin() is <target>/debug/ephemerd.
@@ -251,6 +253,42 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         session.script("document.querySelector('#job-settings').scrollIntoView(); return 1;").unwrap();
         shots.take("settings-jobs");
 
+        // Webhooks from the window: a webhook address (listened on at once, no restart), then the forge
+        // saved again with webhooks on and their secret (into the keyring, never a file). A delivery
+        // signed with it is taken and its job runs; one signed otherwise is refused.
+        let hook_addr = format!("127.0.0.1:{}", free_port());
+        session.fill("#jobs-webhook", &hook_addr).unwrap();
+        session.click("#jobs-save").unwrap();
+        let deadline = Instant::now() + 30 * S;
+        while std::net::TcpStream::connect(&hook_addr).is_err() {
+            assert!(Instant::now() < deadline, "the daemon does not listen on {hook_addr}; {}", daemon_log());
+            tokio::time::sleep(S / 4).await;
+        }
+        fill_forge(&session, &fake);
+        session.click("#forge-webhook").unwrap();
+        session.fill("#forge-webhook-secret", HOOK_SECRET).unwrap();
+        session.click("#forge-save").unwrap();
+        let deadline = Instant::now() + 30 * S;
+        while !String::from_utf8_lossy(&d.ctl(&["providers"]).stdout).contains("webhook + poll") {
+            assert!(Instant::now() < deadline, "the forge does not take webhooks; {}", daemon_log());
+            tokio::time::sleep(S / 4).await;
+        }
+        assert_eq!(session.property("#forge-webhook-secret", "value"), Some(serde_json::json!("")), "cleared");
+        assert!(std::fs::read_to_string(&d.config).unwrap().contains("webhook = true"));
+        let (_, hooked) = fake.queue_script("octo-org/app", "hooked", &["self-hosted"], "echo from-a-webhook");
+        let body = fake.workflow_job_delivery(hooked, "queued");
+        let post = |secret: &str, delivery: &str| {
+            let sig = ephemerd::forge::github::webhook::sign(secret.as_bytes(), body.as_bytes());
+            let h =
+                [("X-GitHub-Event", "workflow_job"), ("X-GitHub-Delivery", delivery), ("X-Hub-Signature-256", &sig)];
+            http_post(&hook_addr, "/hooks/github/octo-org", &h, body.as_bytes()).unwrap()
+        };
+        assert_eq!(post("not the secret", "w-1"), 401, "a delivery signed otherwise is refused");
+        assert_eq!(post(HOOK_SECRET, "w-2"), 202, "the delivery is taken");
+        let hooked_row = format!("tr[data-job-id='github:octo-org#{hooked}']");
+        session.click("#nav-jobs").unwrap();
+        session.wait_text(&format!("{hooked_row} td.state"), 120 * S, |t| t.contains("succeeded")).unwrap();
+
         // Kill the daemon: the app notices and starts it again.
         let before = daemons_of(d.data.path());
         assert_eq!(before.len(), 1);
@@ -282,9 +320,15 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         assert!(!std::fs::read_to_string(&d.config).unwrap().contains("octo-org"));
         let providers = String::from_utf8_lossy(&d.ctl(&["providers"]).stdout).to_string();
         assert!(!providers.contains("github:octo-org"), "{providers}");
-        let gone = d.ctl(&["--json", "credential", "delete", "github:octo-org"]);
-        let said: serde_json::Value = serde_json::from_slice(&gone.stdout).unwrap();
-        assert_eq!(said["existed"], false, "the keyring entry went with the forge");
+        for name in ["github:octo-org", "github:octo-org/webhook"] {
+            let gone = d.ctl(&["--json", "credential", "delete", name]);
+            let said: serde_json::Value = serde_json::from_slice(&gone.stdout).unwrap();
+            assert_eq!(said["existed"], false, "the keyring entry {name} went with the forge");
+        }
+        for dir in [d.data.path(), app_dir.path(), keyring.home.path().join("data/ephemerd").as_path()] {
+            let hits = files_containing(dir, HOOK_SECRET.as_bytes());
+            assert!(hits.is_empty(), "the webhook secret is written in {hits:?}");
+        }
     });
     let outcome = futures::FutureExt::catch_unwind(result).await;
     session.close();

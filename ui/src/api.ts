@@ -118,6 +118,8 @@ export interface ForgeInput {
   labels: string[];
   /** The image this forge's jobs run in; empty: the default image. */
   image: string;
+  /** With `webhook`: the secret deliveries are signed with ('' keeps the stored one). */
+  webhookSecret: string;
 }
 
 export interface TestResult {
@@ -150,6 +152,8 @@ export interface JobSettings {
   profiles: LabelProfile[];
   /** Read-only: the daemon's config file. */
   configPath: string;
+  /** host:port the daemon takes webhook deliveries on; '' for none. */
+  webhookListen: string;
 }
 
 export interface SavedJobSettings {

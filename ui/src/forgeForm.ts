@@ -17,6 +17,7 @@ export interface ForgeFields {
   /** Comma-separated runner labels. */
   labels: string;
   image: string;
+  webhookSecret: string;
 }
 
 export const EMPTY_FIELDS: ForgeFields = {
@@ -33,6 +34,7 @@ export const EMPTY_FIELDS: ForgeFields = {
   webhook: false,
   labels: '',
   image: '',
+  webhookSecret: '',
 };
 
 export interface KindInfo {
@@ -105,7 +107,10 @@ export const KINDS: Record<ForgeKind, KindInfo> = {
 export const KIND_ORDER: ForgeKind[] = ['github', 'forgejo', 'gitea', 'gitlab', 'woodpecker'];
 
 export type FieldErrors = Partial<
-  Record<'url' | 'owner' | 'token' | 'appId' | 'installationId' | 'keyFile' | 'poll' | 'labels' | 'image', string>
+  Record<
+    'url' | 'owner' | 'token' | 'appId' | 'installationId' | 'keyFile' | 'poll' | 'labels' | 'image' | 'webhookSecret',
+    string
+  >
 >;
 
 /** Comma-separated labels as a list: trimmed, empty ones dropped. */
@@ -167,6 +172,8 @@ export function validate(f: ForgeFields): FieldErrors {
   if (labels) errors.labels = labels;
   const image = imageError(f.image);
   if (image) errors.image = image;
+  const secret = f.webhookSecret.trim();
+  if (f.webhook && secret !== '' && secret.length < 8) errors.webhookSecret = 'Use 8 characters or more.';
   return errors;
 }
 
@@ -197,5 +204,12 @@ export function toForgeInput(f: ForgeFields): ForgeInput {
     webhook: f.webhook,
     labels: splitLabels(f.labels),
     image: f.image.trim(),
+    webhookSecret: f.webhook ? f.webhookSecret.trim() : '',
   };
+}
+
+/** Where the daemon takes this forge's webhook deliveries (under its webhook address). */
+export function webhookPath(f: ForgeFields): string {
+  const owner = f.owner.trim() || '<owner>';
+  return `/hooks/${f.kind}/${owner}`;
 }

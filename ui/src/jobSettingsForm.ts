@@ -17,11 +17,13 @@ export interface JobSettingsFields {
   maxConcurrent: string;
   defaultImage: string;
   profiles: ProfileFields[];
+  webhookListen: string;
 }
 
 export interface JobSettingsErrors {
   maxConcurrent?: string;
   defaultImage?: string;
+  webhookListen?: string;
   /** By profile index. */
   profiles: Record<number, { labels?: string; image?: string }>;
 }
@@ -31,6 +33,7 @@ export function toFields(s: JobSettings): JobSettingsFields {
     maxConcurrent: String(s.maxConcurrent),
     defaultImage: s.defaultImage,
     profiles: s.profiles.map((p) => ({ name: p.name, labels: p.labels.join(', '), image: p.image })),
+    webhookListen: s.webhookListen,
   };
 }
 
@@ -42,6 +45,9 @@ export function validateJobSettings(f: JobSettingsFields): JobSettingsErrors {
   if (f.defaultImage.trim() === '') errors.defaultImage = 'Name an image, e.g. debian:bookworm.';
   else errors.defaultImage = imageError(f.defaultImage) ?? undefined;
   if (errors.defaultImage === undefined) delete errors.defaultImage;
+  const listen = f.webhookListen.trim();
+  if (listen !== '' && !/^(\[[0-9a-fA-F:.]+\]|\d{1,3}(\.\d{1,3}){3}):\d{1,5}$/.test(listen))
+    errors.webhookListen = 'An IP address and port, e.g. 127.0.0.1:8089.';
   f.profiles.forEach((p, i) => {
     const e: { labels?: string; image?: string } = {};
     const labels = splitLabels(p.labels);
@@ -56,7 +62,12 @@ export function validateJobSettings(f: JobSettingsFields): JobSettingsErrors {
 }
 
 export function hasErrors(e: JobSettingsErrors): boolean {
-  return e.maxConcurrent !== undefined || e.defaultImage !== undefined || Object.keys(e.profiles).length > 0;
+  return (
+    e.maxConcurrent !== undefined ||
+    e.defaultImage !== undefined ||
+    e.webhookListen !== undefined ||
+    Object.keys(e.profiles).length > 0
+  );
 }
 
 /** The settings these fields describe (call only when `validateJobSettings` found nothing). */
@@ -66,5 +77,6 @@ export function toJobSettings(f: JobSettingsFields, configPath: string): JobSett
     defaultImage: f.defaultImage.trim(),
     profiles: f.profiles.map((p) => ({ name: p.name, labels: splitLabels(p.labels), image: p.image.trim() })),
     configPath,
+    webhookListen: f.webhookListen.trim(),
   };
 }

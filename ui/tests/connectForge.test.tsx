@@ -27,7 +27,11 @@ describe('connect a forge', () => {
     type('#forge-poll', '30s');
     type('#forge-labels', 'gpu, , cuda');
     type('#forge-image', ' ghcr.io/octo-org/ci:1 ');
+    expect(document.querySelector('#forge-webhook-secret')).toBeNull();
     fireEvent.click($('#forge-webhook'));
+    expect($('#forge-webhook-secret').getAttribute('type')).toBe('password');
+    expect($('#forge-webhook-secret').closest('.field')!.textContent).toContain('/hooks/github/octo-org');
+    type('#forge-webhook-secret', ' hook-secret-1 ');
     fireEvent.click($('#forge-test'));
     await waitFor(() => expect($('#forge-test-result').textContent).toContain('Connection works'));
     expect($('#forge-test-result').textContent).toContain('Signed in as octo-bot.');
@@ -41,6 +45,7 @@ describe('connect a forge', () => {
       webhook: true,
       labels: ['gpu', 'cuda'],
       image: 'ghcr.io/octo-org/ci:1',
+      webhookSecret: 'hook-secret-1',
     };
     expect(ipc.callsOf('test_forge')).toEqual([{ forge: expected }]);
   });
@@ -67,6 +72,7 @@ describe('connect a forge', () => {
       webhook: false,
       labels: [],
       image: '',
+      webhookSecret: '',
     };
     expect(ipc.callsOf('save_forge')).toEqual([{ forge: expected }]);
   });
@@ -101,6 +107,7 @@ describe('connect a forge', () => {
       webhook: false,
       labels: [],
       image: '',
+      webhookSecret: '',
     });
   });
 
@@ -116,6 +123,10 @@ describe('connect a forge', () => {
     fireEvent.click($('#forge-test'));
     expect($('#forge-labels-error').textContent).toContain('"two words" has a space');
     expect($('#forge-image-error').textContent).toContain('no spaces');
+    fireEvent.click($('#forge-webhook'));
+    type('#forge-webhook-secret', 'short');
+    fireEvent.click($('#forge-test'));
+    expect($('#forge-webhook-secret-error').textContent).toContain('8 characters');
     fireEvent.click($('#auth-app'));
     type('#forge-app-id', 'abc');
     fireEvent.click($('#forge-save'));

@@ -12,6 +12,7 @@ const loaded: JobSettings = {
   defaultImage: 'docker.io/library/buildpack-deps:bookworm-scm',
   profiles: [{ name: 'big', labels: ['big', 'x64'], image: 'ghcr.io/o/big:1' }],
   configPath: '/home/me/.config/ephemerd/config.toml',
+  webhookListen: '',
 };
 
 async function openJobs(handlers: Record<string, Handler> = {}, state = appState()) {
@@ -43,6 +44,7 @@ describe('job settings', () => {
     type($('#jobs-image'), ' debian:bookworm ');
     fireEvent.click($('#profile-add'));
     type($('.profile[data-index="1"] .profile-labels'), 'gpu, cuda,');
+    type($('#jobs-webhook'), ' 127.0.0.1:8089 ');
     fireEvent.click($('#jobs-save'));
     await waitFor(() => expect($('#jobs-save-result').textContent).toBe('Saved in /c.toml and in use now.'));
     const expected: JobSettings = {
@@ -53,6 +55,7 @@ describe('job settings', () => {
         { name: '', labels: ['gpu', 'cuda'], image: '' },
       ],
       configPath: loaded.configPath,
+      webhookListen: '127.0.0.1:8089',
     };
     expect(ipc.callsOf('save_job_settings')).toEqual([{ settings: expected }]);
   });
@@ -72,7 +75,9 @@ describe('job settings', () => {
     type($('#jobs-image'), ' ');
     fireEvent.click($('#profile-add'));
     type($('.profile[data-index="0"] .profile-labels'), 'two words');
+    type($('#jobs-webhook'), 'localhost');
     fireEvent.click($('#jobs-save'));
+    expect($('#jobs-webhook-error').textContent).toContain('IP address and port');
     expect($('#jobs-max-error').textContent).toContain('from 1 to 64');
     expect($('#jobs-image-error').textContent).toContain('Name an image');
     expect($('.profile[data-index="0"] .profile-error').textContent).toContain('"two words" has a space');

@@ -13,12 +13,14 @@ use crate::config::Config;
 use crate::forge::Secret;
 use crate::forge::github::{GithubApp, GithubConfig};
 
-/// A forge to test or save: its section, and the token to store (none for a GitHub App).
+/// A forge to test or save: its section, the token to store (none for a GitHub App), and a new webhook
+/// secret to store (with `github.webhook` set).
 #[derive(Debug)]
 pub struct Forge {
     pub name: String,
     pub github: GithubConfig,
     pub token: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ControlError {
@@ -95,8 +97,17 @@ pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
         "" => None,
         i => Some(super::jobsettings::check_image("image", i)?),
     };
-    let github = GithubConfig { repos, api_url, poll_interval, app, labels, image, ..GithubConfig::for_owner(&owner) };
-    Ok(Forge { name: format!("github:{owner}"), github, token })
+    let webhook_secret = match (spec.webhook, spec.webhook_secret.trim()) {
+        (false, _) | (true, "") => None,
+        (true, s) if s.len() < 8 => {
+            return Err(invalid("webhook_secret", "use a longer secret (8 characters or more)"));
+        }
+        (true, s) => Some(Secret::new(s)),
+    };
+    let webhook = spec.webhook;
+    let github =
+        GithubConfig { repos, api_url, poll_interval, app, labels, image, webhook, ..GithubConfig::for_owner(&owner) };
+    Ok(Forge { name: format!("github:{owner}"), github, token, webhook_secret })
 }
 
 fn tables(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, ControlError> {
@@ -167,6 +178,11 @@ pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> 
         Some(i) => {
             set(t, "image", i.as_str());
         }
+    }
+    if g.webhook {
+        set(t, "webhook", true);
+    } else {
+        t.remove("webhook");
     }
     match &g.app {
         None => {
@@ -275,7 +291,23 @@ mod tests {
             poll_interval: None,
             labels: vec![],
             image: String::new(),
+            webhook: false,
+            webhook_secret: String::new(),
         }
+    }
+
+    #[test]
+    fn webhooks_are_a_key_in_the_section_and_their_secret_stays_out_of_it() {
+        let mut s = spec("octo-org", v1::forge_spec::Auth::Token("ghp_secret".into()));
+        (s.webhook, s.webhook_secret) = (true, " hook-secret-1 ".into());
+        let f = from_spec(s).unwrap();
+        assert_eq!(f.webhook_secret.as_ref().map(|s| s.expose().to_string()), Some("hook-secret-1".into()));
+        let text = with_forge("", &f.github).unwrap();
+        assert!(text.contains("webhook = true") && !text.contains("hook-secret"), "{text}");
+        assert!(Config::parse(&text).unwrap().github[0].webhook);
+        let off = from_spec(spec("octo-org", v1::forge_spec::Auth::Token("t".into()))).unwrap();
+        assert!(off.webhook_secret.is_none());
+        assert!(!with_forge(&text, &off.github).unwrap().contains("webhook"));
     }
 
     #[test]
@@ -373,6 +405,9 @@ mod tests {
         let mut s = spec("a", tok());
         s.image = "Bad Image".into();
         assert!(err(s).starts_with("image:"));
+        let mut s = spec("a", tok());
+        (s.webhook, s.webhook_secret) = (true, "short".into());
+        assert!(err(s).starts_with("webhook_secret:"));
         let mut s = spec("a", tok());
         s.kind = "gitlab".into();
         assert!(matches!(from_spec(s), Err(ControlError::NotImplemented(_))));

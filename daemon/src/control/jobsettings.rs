@@ -1,5 +1,5 @@
 //! The job settings the settings window edits (`JobSettings`): how many jobs run at once, the default
-//! image, and the label profiles' labels and images. Read from the running config; checked; written into
+//! image, the label profiles' labels and images, and the webhook address. Read from the running config; checked; written into
 //! the config file with its comments and every other key kept (a profile's limits and runner command
 //! stay with the profile of the same name).
 
@@ -31,6 +31,7 @@ pub fn of(cfg: &Config, path: &Path) -> v1::JobSettings {
             })
             .collect(),
         config_path: path.display().to_string(),
+        webhook_listen: cfg.webhook.listen.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 
@@ -40,6 +41,7 @@ pub struct Checked {
     pub max_concurrent: u32,
     pub default_image: String,
     pub profiles: Vec<Profile>,
+    pub webhook_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +104,25 @@ pub fn check(s: v1::JobSettings) -> Result<Checked, ControlError> {
         };
         profiles.push(Profile { name, labels, image });
     }
-    Ok(Checked { max_concurrent: s.max_concurrent, default_image, profiles })
+    let webhook_listen = match s.webhook_listen.trim() {
+        "" => None,
+        a => Some(a.parse().map_err(|_| {
+            invalid("webhook_listen", format!("`{a}` is not an address and port, e.g. 127.0.0.1:8089 or [::1]:8089"))
+        })?),
+    };
+    Ok(Checked { max_concurrent: s.max_concurrent, default_image, profiles, webhook_listen })
+}
+
+/// Group members may change these, but not make a root daemon listen on a port below 1024 (which they
+/// could not open themselves).
+pub fn check_caller(s: &Checked, privileged: bool) -> Result<(), ControlError> {
+    match s.webhook_listen {
+        Some(addr) if !privileged && addr.port() < 1024 => Err(ControlError::NotAllowed(format!(
+            "only root may make the daemon listen on port {} (below 1024); use a port from 1024 up",
+            addr.port()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn section<'a>(doc: &'a mut DocumentMut, key: &str) -> Result<&'a mut Table, ControlError> {
@@ -157,6 +177,17 @@ pub fn with_job_settings(text: &str, s: &Checked) -> Result<String, ControlError
     if !profiles.is_empty() {
         scheduler.insert("profiles", Item::ArrayOfTables(profiles));
     }
+    match s.webhook_listen {
+        Some(addr) => set(section(&mut doc, "webhook")?, "listen", addr.to_string()),
+        None if doc.contains_key("webhook") => {
+            let webhook = section(&mut doc, "webhook")?;
+            webhook.remove("listen");
+            if webhook.is_empty() {
+                doc.remove("webhook");
+            }
+        }
+        None => {}
+    }
     checked(doc.to_string())
 }
 
@@ -177,6 +208,7 @@ mod tests {
                 })
                 .collect(),
             config_path: String::new(),
+            webhook_listen: String::new(),
         }
     }
 
@@ -246,6 +278,27 @@ owner = "octo-org"
         assert_eq!((cfg.scheduler.max_concurrent, cfg.image.default.as_str()), (1, "debian:bookworm"));
         let cleared = with_job_settings(FILE, &check(settings(2, "debian:bookworm", &[])).unwrap()).unwrap();
         assert!(Config::parse(&cleared).unwrap().scheduler.profiles.is_empty(), "{cleared}");
+    }
+
+    #[test]
+    fn the_webhook_address_is_set_and_removed() {
+        let mut s = settings(2, "debian", &[]);
+        s.webhook_listen = " 127.0.0.1:8089 ".into();
+        let text = with_job_settings(FILE, &check(s.clone()).unwrap()).unwrap();
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.webhook.listen, Some("127.0.0.1:8089".parse().unwrap()));
+        assert_eq!(of(&cfg, Path::new("/c")).webhook_listen, "127.0.0.1:8089");
+        s.webhook_listen = String::new();
+        let off = with_job_settings(&text, &check(s.clone()).unwrap()).unwrap();
+        assert!(!off.contains("webhook"), "{off}");
+        let kept = with_job_settings("[webhook]\n# mine\nlisten = \"[::1]:9\"\n", &check(s.clone()).unwrap()).unwrap();
+        assert_eq!(Config::parse(&kept).unwrap().webhook.listen, None);
+        s.webhook_listen = "0.0.0.0:80".into();
+        let low = check(s.clone()).unwrap();
+        assert!(matches!(check_caller(&low, false), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&low, true).is_ok());
+        s.webhook_listen = "localhost".into();
+        assert!(matches!(check(s), Err(ControlError::InvalidField { field: "webhook_listen", .. })));
     }
 
     #[test]

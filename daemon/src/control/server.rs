@@ -173,17 +173,38 @@ impl ControlService {
     /// Reads the config file again and applies what can change while running.
     pub(super) async fn reload(&self) -> Result<crate::config::ReloadPlan, ControlError> {
         let (plan, new) = {
-            let mut guard =
-                self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
-            let (path, running) = &mut *guard;
+            let guard = self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
+            let (path, running) = &*guard;
             let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
             let plan = crate::config::reload_plan(running, &new);
-            if !plan.applied.is_empty() {
-                crate::config::apply_live(running, &new);
-            }
             (plan, new)
         };
-        if plan.applied.iter().any(|k| k != "github") {
+        // A new webhook address is bound before anything is applied: a refusal applies nothing.
+        let listener = match plan.applied.iter().any(|k| k == "webhook") {
+            false => None,
+            true => Some(match new.webhook.listen {
+                None => None,
+                Some(addr) => Some(
+                    std::net::TcpListener::bind(addr)
+                        .and_then(|l| {
+                            l.set_nonblocking(true)?;
+                            tokio::net::TcpListener::from_std(l)
+                        })
+                        .map_err(|e| {
+                            ControlError::InvalidConfig(format!("webhook.listen: cannot listen on {addr}: {e}"))
+                        })?,
+                ),
+            }),
+        };
+        if !plan.applied.is_empty() {
+            let mut guard =
+                self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
+            crate::config::apply_live(&mut guard.1, &new);
+        }
+        if let Some(listener) = listener {
+            self.send(Control::Webhooks(listener))?;
+        }
+        if plan.applied.iter().any(|k| k != "github" && k != "webhook") {
             self.send(Control::Reload(Box::new(new.clone())))?;
         }
         if plan.applied.iter().any(|k| k == "github") {
@@ -488,11 +509,12 @@ impl ControlApi for ControlService {
         &self,
         req: Request<v1::SaveJobSettingsRequest>,
     ) -> Result<Response<v1::SaveJobSettingsReply>, Status> {
+        let privileged = privileged(&req);
         let settings = req
             .into_inner()
             .settings
             .ok_or(ControlError::InvalidField { field: "settings", message: "missing".into() })?;
-        Ok(Response::new(self.save_job_settings_as(settings).await?))
+        Ok(Response::new(self.save_job_settings_as(settings, privileged).await?))
     }
 }
 

@@ -11,6 +11,7 @@ use super::forges;
 use super::jobsettings;
 use super::server::ControlService;
 use crate::forge::Provider;
+use crate::forge::build::webhook_secret_name;
 use crate::forge::github::Github;
 
 impl ControlService {
@@ -56,15 +57,26 @@ impl ControlService {
         let _one = self.editing.lock().await;
         let path = self.config_file();
         let text = forges::with_forge(&Self::read_config_file(&path)?, &f.github)?;
+        let hook_name = webhook_secret_name(&f.name);
+        if f.github.webhook && f.webhook_secret.is_none() && self.stored(&hook_name).await?.is_none() {
+            return Err(ControlError::InvalidField {
+                field: "webhook_secret",
+                message: "give the secret the forge signs its webhook deliveries with".into(),
+            });
+        }
         let stored = f.token.is_some();
         if let Some(token) = f.token {
-            let (store, name) = (self.credentials.clone(), f.name.clone());
-            tokio::task::spawn_blocking(move || store.set(&name, &token))
-                .await
-                .map_err(|e| ControlError::InvalidConfig(e.to_string()))??;
+            self.store(&f.name, token).await?;
             tracing::info!(provider = %f.name, "credential stored in the OS keyring");
         }
+        if let Some(secret) = f.webhook_secret {
+            self.store(&hook_name, secret).await?;
+            tracing::info!(provider = %f.name, "webhook secret stored in the OS keyring");
+        }
         forges::write_config(&path, &text)?;
+        if !f.github.webhook {
+            self.forget(&hook_name).await;
+        }
         self.set_config_file(path.clone());
         tracing::info!(provider = %f.name, config = %path.display(), "forge saved");
         self.reload().await?;
@@ -76,6 +88,9 @@ impl ControlService {
             ),
             (false, _) => format!("{}: the GitHub App is in use", f.name),
         };
+        if f.github.webhook && self.config().1.webhook.listen.is_none() {
+            note.push_str("; webhooks arrive once a webhook address is set (Settings → Jobs)");
+        }
         note.push_str(&format!(" (saved in {})", path.display()));
         Ok(v1::SaveForgeReply { name: f.name, note, config_path: path.display().to_string() })
     }
@@ -97,9 +112,35 @@ impl ControlService {
             }
             Err(_) => false,
         };
+        self.forget(&webhook_secret_name(&name)).await;
         tracing::info!(provider = %name, credential_deleted, "forge removed");
         self.reload().await?;
         Ok(v1::RemoveForgeReply { credential_deleted })
+    }
+
+    async fn stored(&self, name: &str) -> Result<Option<crate::forge::Secret>, ControlError> {
+        let (store, name) = (self.credentials.clone(), name.to_string());
+        Ok(tokio::task::spawn_blocking(move || store.get(&name))
+            .await
+            .map_err(|e| ControlError::InvalidConfig(e.to_string()))??)
+    }
+
+    async fn store(&self, name: &str, secret: crate::forge::Secret) -> Result<(), ControlError> {
+        let (store, name) = (self.credentials.clone(), name.to_string());
+        Ok(tokio::task::spawn_blocking(move || store.set(&name, &secret))
+            .await
+            .map_err(|e| ControlError::InvalidConfig(e.to_string()))??)
+    }
+
+    /// Deletes a secret that is no longer used; a failure is logged, not returned (the edit is done).
+    async fn forget(&self, name: &str) {
+        let (store, n) = (self.credentials.clone(), name.to_string());
+        match tokio::task::spawn_blocking(move || store.delete(&n)).await {
+            Ok(Ok(true)) => tracing::info!(credential = %name, "unused secret deleted"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(credential = %name, error = %e, "an unused secret could not be deleted"),
+            Err(e) => tracing::warn!(credential = %name, error = %e, "an unused secret could not be deleted"),
+        }
     }
 
     pub(super) fn job_settings(&self) -> v1::JobSettings {
@@ -110,14 +151,24 @@ impl ControlService {
     pub(super) async fn save_job_settings_as(
         &self,
         settings: v1::JobSettings,
+        privileged: bool,
     ) -> Result<v1::SaveJobSettingsReply, ControlError> {
         let checked = jobsettings::check(settings)?;
+        jobsettings::check_caller(&checked, privileged)?;
         let _one = self.editing.lock().await;
         let path = self.config_file();
-        let text = jobsettings::with_job_settings(&Self::read_config_file(&path)?, &checked)?;
+        let before = Self::read_config_file(&path)?;
+        let text = jobsettings::with_job_settings(&before, &checked)?;
         forges::write_config(&path, &text)?;
         self.set_config_file(path.clone());
-        let plan = self.reload().await?;
+        let plan = match self.reload().await {
+            Ok(plan) => plan,
+            Err(e) => {
+                // Not applied (e.g. the webhook address is taken): the file goes back to what it was.
+                forges::write_config(&path, &before)?;
+                return Err(e);
+            }
+        };
         tracing::info!(config = %path.display(), applied = ?plan.applied, "job settings saved");
         let mut note = match plan.applied.is_empty() {
             true => format!("Nothing changed (saved in {}).", path.display()),

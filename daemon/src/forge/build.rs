@@ -46,7 +46,19 @@ pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn Creden
             (None, Some(_)) => Ok(None),
             (None, None) => credentials.get(&name).map_err(|e| format!("no --token or GITHUB_TOKEN, and {e}")),
         };
-        let built = token.and_then(|t| Github::new(g.clone(), t).map_err(|e| e.to_string()));
+        let built = token.and_then(|t| Github::new(g.clone(), t).map_err(|e| e.to_string())).and_then(|p| {
+            if !g.webhook || g.webhook_secret_env.is_some() {
+                return Ok(p);
+            }
+            match credentials.get(&webhook_secret_name(&name)) {
+                Ok(Some(secret)) => Ok(p.with_webhook_secret(secret)),
+                Ok(None) => Err(format!(
+                    "webhook = true, but no webhook secret is stored: save the forge again with its secret, or run `ephemerd credential set {}`",
+                    webhook_secret_name(&name)
+                )),
+                Err(e) => Err(format!("webhook secret: {e}")),
+            }
+        });
         match built {
             Ok(p) => {
                 out.sources.insert(name, source);
@@ -56,6 +68,11 @@ pub fn build(cfg: &Config, flag_token: Option<&Secret>, credentials: &dyn Creden
         }
     }
     out
+}
+
+/// Where a provider's webhook secret is kept in the credential store.
+pub fn webhook_secret_name(provider: &str) -> String {
+    format!("{provider}/webhook")
 }
 
 /// Reads a provider set (a poisoned lock still holds the last list).
@@ -89,5 +106,20 @@ mod tests {
         assert_eq!(some.sources.get("github:b"), Some(&"keyring"));
         assert_eq!(all.sources.get("github:a"), Some(&"environment"));
         assert!(!format!("{:?}", all.unconfigured).contains("ghp_"));
+    }
+
+    #[tokio::test]
+    async fn a_stored_webhook_secret_turns_webhooks_on_and_a_missing_one_is_reported() {
+        let cfg = Config::parse("[[github]]\nowner = \"a\"\nwebhook = true").unwrap();
+        let keyring = Memory::default();
+        keyring.set("github:a", &Secret::new("ghp_a")).unwrap();
+        let missing = build(&cfg, None, &keyring);
+        assert!(missing.providers.is_empty());
+        assert!(missing.unconfigured[0].reason.contains("github:a/webhook"), "{:?}", missing.unconfigured);
+        keyring.set("github:a/webhook", &Secret::new("hook-secret")).unwrap();
+        let built = build(&cfg, None, &keyring);
+        assert!(built.providers[0].webhook().is_some(), "deliveries are taken");
+        let off = build(&Config::parse("[[github]]\nowner = \"a\"").unwrap(), None, &keyring);
+        assert!(off.providers[0].webhook().is_none(), "a stored secret alone does not turn webhooks on");
     }
 }

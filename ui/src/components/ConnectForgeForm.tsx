@@ -1,9 +1,18 @@
 // #connect-forge: the form that connects a forge (used by Settings and by onboarding, never
 // both at once). Test sends test_forge (nothing stored); Save sends save_forge, which stores
-// the secret in the OS keychain through the daemon. The secret is cleared once saved.
+// the secrets (token, webhook secret) in the OS keychain through the daemon. They are cleared once saved.
 import { useState } from 'preact/hooks';
 import { saveForge, testForge, type ForgeKind, type SavedForge, type TestResult, type UiError } from '../api';
-import { EMPTY_FIELDS, KIND_ORDER, KINDS, toForgeInput, validate, type FieldErrors, type ForgeFields } from '../forgeForm';
+import {
+  EMPTY_FIELDS,
+  KIND_ORDER,
+  KINDS,
+  toForgeInput,
+  validate,
+  webhookPath,
+  type FieldErrors,
+  type ForgeFields,
+} from '../forgeForm';
 import { ErrorMessage } from './ErrorMessage';
 import { Field } from './Field';
 
@@ -54,7 +63,7 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
     try {
       const result = await saveForge(input);
       setSaved({ ok: true, value: result });
-      setF((prev) => ({ ...prev, token: '' }));
+      setF((prev) => ({ ...prev, token: '', webhookSecret: '' }));
       onSaved?.(result);
     } catch (err) {
       setSaved({ ok: false, error: err as UiError });
@@ -204,6 +213,23 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
           />
           Also take webhooks from the forge (jobs start sooner)
         </label>
+        {f.webhook && (
+          <Field
+            label="Webhook secret"
+            htmlFor="forge-webhook-secret"
+            error={errors.webhookSecret}
+            hint={`The secret of the forge's webhook (event "Workflow jobs", content type application/json), sent to ${webhookPath(f)} at the webhook address in Jobs below, through a tunnel or reverse proxy. Stored in the keychain; empty keeps the one stored before.`}
+          >
+            <input
+              id="forge-webhook-secret"
+              type="password"
+              autoComplete="off"
+              spellcheck={false}
+              value={f.webhookSecret}
+              onInput={(e) => set('webhookSecret', e.currentTarget.value)}
+            />
+          </Field>
+        )}
       </fieldset>
 
       <fieldset class="choice">

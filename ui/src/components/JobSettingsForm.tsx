@@ -1,5 +1,5 @@
 // #job-settings: how jobs run, as the daemon has them: jobs at once (#jobs-max), the default image
-// (#jobs-image) and label profiles (.profile rows: labels → image). Loaded from the daemon when it is
+// (#jobs-image), label profiles (.profile rows: labels → image) and the webhook address (#jobs-webhook). Loaded from the daemon when it is
 // connected; saved through it (#jobs-save), which writes its config file and applies them at once.
 import { useEffect, useState } from 'preact/hooks';
 import { getJobSettings, saveJobSettings, type UiError } from '../api';
@@ -162,6 +162,23 @@ export function JobSettingsForm() {
               Add a row
             </button>
           </fieldset>
+          <Field
+            label="Webhook address"
+            htmlFor="jobs-webhook"
+            error={errors.webhookListen}
+            hint="Where ephemerd takes webhook deliveries (IP:port, e.g. 127.0.0.1:8089), for forges that send them; a tunnel or reverse proxy forwards the forge's requests here. Empty: none, forges are polled."
+          >
+            <input
+              id="jobs-webhook"
+              type="text"
+              class="short"
+              autoComplete="off"
+              spellcheck={false}
+              placeholder="none"
+              value={fields.webhookListen}
+              onInput={(e) => set({ webhookListen: e.currentTarget.value })}
+            />
+          </Field>
           <div class="buttons">
             <button type="submit" id="jobs-save" class="primary" disabled={busy}>
               {busy ? 'Saving…' : 'Save'}

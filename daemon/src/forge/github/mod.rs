@@ -43,6 +43,10 @@ pub struct GithubConfig {
     /// The environment variable holding the webhook secret; set it to take `workflow_job` deliveries at
     /// `/hooks/github/<owner>` (see `webhook.listen`). Polling then goes on at `safety_poll_interval`.
     pub webhook_secret_env: Option<String>,
+    /// Take `workflow_job` deliveries with the secret kept in the credential store as
+    /// `github:<owner>/webhook` (what the settings window saves); `webhook_secret_env` wins when set.
+    #[serde(default)]
+    pub webhook: bool,
     #[serde(default = "default_safety_poll", with = "crate::config::humantime_serde_compat")]
     pub safety_poll_interval: Duration,
 }
@@ -69,6 +73,7 @@ impl GithubConfig {
             image: None,
             app: None,
             webhook_secret_env: None,
+            webhook: false,
             safety_poll_interval: default_safety_poll(),
         }
     }
@@ -157,6 +162,15 @@ impl Github {
         };
         let api = Api::new(&cfg.api_url, auth, &name)?;
         Ok(Self { name, cfg, api, webhook_secret })
+    }
+
+    /// Takes deliveries signed with `secret` (a secret from the credential store; one from
+    /// `webhook_secret_env` stays).
+    pub fn with_webhook_secret(mut self, secret: Secret) -> Self {
+        if self.webhook_secret.is_none() {
+            self.webhook_secret = Some(secret);
+        }
+        self
     }
 
     /// `owner/repo` of every repository to watch.

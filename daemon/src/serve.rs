@@ -177,18 +177,23 @@ impl Serve {
         self.providers.clone()
     }
 
-    /// Serves webhook deliveries on `listener` (if any), handing verified jobs to the event loop; the tasks
-    /// to abort when the listener changes.
+    /// Serves webhook deliveries on `listener` (if any), handing verified jobs to the event loop: its tasks,
+    /// and the sender that stops it gracefully (the listener closes; a request being answered is still
+    /// handed over) when the listener changes.
     fn listen(
         &self,
         listener: Option<tokio::net::TcpListener>,
         tx: &mpsc::UnboundedSender<Msg>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        let Some(listener) = listener else { return Vec::new() };
+    ) -> (Vec<tokio::task::JoinHandle<()>>, Option<tokio::sync::oneshot::Sender<()>>) {
+        let Some(listener) = listener else { return (Vec::new(), None) };
         let (htx, mut hrx) = mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
         let tx = tx.clone();
-        vec![
-            tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx)),
+        let tasks = vec![
+            tokio::spawn(crate::webhook::serve(listener, self.providers.clone(), htx, shutdown)),
             tokio::spawn(async move {
                 while let Some((provider, job)) = hrx.recv().await {
                     if tx.send(Msg::Hooked { provider, job }).is_err() {
@@ -196,7 +201,8 @@ impl Serve {
                     }
                 }
             }),
-        ]
+        ];
+        (tasks, Some(stop))
     }
 
     /// The providers' health before their first poll.
@@ -231,7 +237,7 @@ impl Serve {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let mut polling: Vec<tokio::task::JoinHandle<()>> =
             self.current().into_iter().map(|p| tokio::spawn(poller(p, tx.clone(), live.clone()))).collect();
-        let mut pollers = self.listen(webhooks, &tx);
+        let (mut pollers, mut hooks_stop) = self.listen(webhooks, &tx);
         let mut tracked: HashMap<JobKey, Tracked> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut sweep = tokio::time::interval(self.cfg.scheduler.sweep_interval);
@@ -251,6 +257,7 @@ impl Serve {
                         continue;
                     }
                     Some(Msg::Hooked { provider, job }) => {
+                        info!(provider = %provider, job = job.id, status = ?job.status, "job delivered by webhook");
                         match self.provider(&provider).and_then(|p| self.seen(&p, job, &mut tracked)) {
                             Some(ev) => ev,
                             None => continue,
@@ -303,13 +310,16 @@ impl Serve {
                         continue;
                     }
                     Control::Webhooks(listener) => {
-                        for h in pollers.drain(..) {
-                            h.abort();
+                        if let Some(stop) = hooks_stop.take() {
+                            let _ = stop.send(());
                         }
                         if listener.is_none() {
                             info!("no longer listening for webhooks");
                         }
-                        pollers = self.listen(listener, &tx);
+                        pollers.retain(|h| !h.is_finished());
+                        let (more, stop) = self.listen(listener, &tx);
+                        pollers.extend(more);
+                        hooks_stop = stop;
                         continue;
                     }
                     Control::Reload(new) => {

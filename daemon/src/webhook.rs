@@ -26,10 +26,15 @@ struct Shared {
     seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
-/// Serves deliveries on `listener` until the task is dropped; verified jobs go to `tx` with the name of
-/// their provider. The providers are looked up per delivery, so a provider added or replaced while the
-/// daemon runs takes deliveries at once.
-pub async fn serve(listener: TcpListener, providers: ProviderSet, tx: mpsc::UnboundedSender<(String, ForgeJob)>) {
+/// Serves deliveries on `listener` until `shutdown` resolves (then open connections finish their request
+/// and close); verified jobs go to `tx` with the name of their provider. The providers are looked up per
+/// delivery, so a provider added or replaced while the daemon runs takes deliveries at once.
+pub async fn serve(
+    listener: TcpListener,
+    providers: ProviderSet,
+    tx: mpsc::UnboundedSender<(String, ForgeJob)>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     let shared = Arc::new(Shared { providers, tx, seen: Mutex::new((HashSet::new(), VecDeque::new())) });
     let app = Router::new()
         .route("/hooks/{forge}/{owner}", axum::routing::post(deliver))
@@ -38,7 +43,7 @@ pub async fn serve(listener: TcpListener, providers: ProviderSet, tx: mpsc::Unbo
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening for webhooks");
     }
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         warn!(error = %e, "webhook listener stopped");
     }
 }
@@ -82,9 +87,16 @@ async fn deliver(
             debug!(provider = p.name(), what, "webhook ignored");
             (StatusCode::OK, "ignored".into())
         }
-        Hook::Job(job) => {
-            let _ = s.tx.send((p.name().to_string(), job));
-            (StatusCode::ACCEPTED, "accepted".into())
-        }
+        Hook::Job(job) => match s.tx.send((p.name().to_string(), job)) {
+            Ok(()) => (StatusCode::ACCEPTED, "accepted".into()),
+            Err(_) => {
+                // This listener is being replaced or the daemon stops: not taken, so the forge may
+                // deliver it again (polling finds the job too).
+                if let (Some(id), Ok(mut seen)) = (hook.delivery_id(&headers), s.seen.lock()) {
+                    seen.0.remove(&id);
+                }
+                (StatusCode::SERVICE_UNAVAILABLE, "not taking deliveries now".into())
+            }
+        },
     }
 }

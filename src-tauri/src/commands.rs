@@ -9,7 +9,7 @@ use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
 
 use crate::daemon::Core;
-use crate::dto::{self, AppState, ForgeInput, Job, JobSettings, LogEvent, TestResult};
+use crate::dto::{self, AppState, ForgeInput, ForgeView, Job, JobSettings, LogEvent, TestResult};
 use crate::errors::UiError;
 use crate::settings::ModeSetting;
 use crate::supervisor::Event;
@@ -94,6 +94,12 @@ pub async fn save_forge(core: State<'_, Arc<Core>>, forge: ForgeInput) -> Res<Sa
         })
         .await?;
     Ok(Saved { name: r.name, note: r.note })
+}
+
+#[tauri::command]
+pub async fn get_forge(core: State<'_, Arc<Core>>, name: String) -> Res<ForgeView> {
+    let spec = core.call(|mut c| async move { c.get_forge(v1::GetForgeRequest { name }).await }).await?;
+    Ok(spec.into())
 }
 
 #[tauri::command]
@@ -210,6 +216,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         drain,
         test_forge,
         save_forge,
+        get_forge,
         remove_forge,
         set_credential,
         get_job_settings,
@@ -292,6 +299,7 @@ mod tests {
         assert_eq!(e["message"], "ephemerd is not running.");
         assert_eq!(invoke(&w, "pause", json!({})).unwrap_err()["code"], "daemon_unavailable");
         assert_eq!(invoke(&w, "get_job_settings", json!({})).unwrap_err()["code"], "daemon_unavailable");
+        assert_eq!(invoke(&w, "get_forge", json!({"name": "github:o"})).unwrap_err()["code"], "daemon_unavailable");
         let settings = json!({"maxConcurrent": 2, "defaultImage": "debian", "profiles": []});
         let e = invoke(&w, "save_job_settings", json!({"settings": settings})).unwrap_err();
         assert_eq!(e["code"], "daemon_unavailable");

@@ -176,7 +176,7 @@ pub enum LogEvent {
     Error { error: UiError },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ForgeAuth {
     Token {
@@ -201,7 +201,9 @@ pub struct ForgeInput {
     pub owner: String,
     #[serde(default)]
     pub repos: Vec<String>,
-    pub auth: ForgeAuth,
+    /// `None`: keep the token stored for this forge (an edited forge).
+    #[serde(default)]
+    pub auth: Option<ForgeAuth>,
     #[serde(default)]
     pub poll_interval: Option<String>,
     #[serde(default)]
@@ -235,18 +237,18 @@ impl ForgeInput {
                 Some(prost_types::Duration { seconds: d.as_secs() as i64, nanos: 0 })
             }
         };
-        let auth = match self.auth {
+        let auth = self.auth.map(|a| match a {
             ForgeAuth::Token { token } => v1::forge_spec::Auth::Token(token),
             ForgeAuth::App { app_id, installation_id, key_file } => {
                 v1::forge_spec::Auth::App(v1::GithubAppAuth { app_id, installation_id, private_key_file: key_file })
             }
-        };
+        });
         Ok(v1::ForgeSpec {
             kind: self.kind,
             url: self.url,
             owner: self.owner,
             repos: self.repos,
-            auth: Some(auth),
+            auth,
             poll_interval,
             labels: self.labels,
             image: self.image,
@@ -310,6 +312,52 @@ impl From<JobSettings> for v1::JobSettings {
                 .collect(),
             config_path: s.config_path,
             webhook_listen: s.webhook_listen,
+        }
+    }
+}
+
+/// A saved forge as the settings window edits it (no secrets: `auth` is `None` for a stored token).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgeView {
+    pub kind: String,
+    pub url: String,
+    pub owner: String,
+    pub repos: Vec<String>,
+    pub auth: Option<ForgeAuth>,
+    pub poll_interval: Option<String>,
+    pub webhook: bool,
+    pub labels: Vec<String>,
+    pub image: String,
+}
+
+impl From<v1::ForgeSpec> for ForgeView {
+    fn from(s: v1::ForgeSpec) -> Self {
+        let auth = match s.auth {
+            Some(v1::forge_spec::Auth::App(a)) => Some(ForgeAuth::App {
+                app_id: a.app_id,
+                installation_id: a.installation_id,
+                key_file: a.private_key_file,
+            }),
+            // A token never comes back from the daemon; were one sent, it would not be shown.
+            Some(v1::forge_spec::Auth::Token(_)) | None => None,
+        };
+        // As the form takes it: 10s, 5m, 1h.
+        let poll_interval = s.poll_interval.map(|d| match d.seconds.max(0) {
+            n if n > 0 && n % 3600 == 0 => format!("{}h", n / 3600),
+            n if n > 0 && n % 60 == 0 => format!("{}m", n / 60),
+            n => format!("{n}s"),
+        });
+        ForgeView {
+            kind: s.kind,
+            url: s.url,
+            owner: s.owner,
+            repos: s.repos,
+            auth,
+            poll_interval,
+            webhook: s.webhook,
+            labels: s.labels,
+            image: s.image,
         }
     }
 }
@@ -380,6 +428,24 @@ mod tests {
         .unwrap();
         let spec = labelled.into_spec().unwrap();
         assert_eq!((spec.labels, spec.image.as_str()), (vec!["gpu".to_string()], "debian:bookworm"));
+    }
+
+    #[test]
+    fn a_saved_forge_reaches_the_window_without_secrets() {
+        let spec = v1::ForgeSpec {
+            kind: "github".into(),
+            owner: "o".into(),
+            auth: Some(v1::forge_spec::Auth::Token("ghp_never".into())),
+            poll_interval: Some(prost_types::Duration { seconds: 90, nanos: 0 }),
+            webhook: true,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(ForgeView::from(spec)).unwrap();
+        assert_eq!((v["auth"].clone(), v["pollInterval"].clone()), (serde_json::Value::Null, "90s".into()));
+        assert!(!v.to_string().contains("ghp_never"));
+        let kept: ForgeInput =
+            serde_json::from_value(serde_json::json!({"kind": "github", "owner": "o", "auth": null})).unwrap();
+        assert_eq!(kept.into_spec().unwrap().auth, None, "the stored token is kept");
     }
 
     #[test]

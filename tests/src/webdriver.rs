@@ -101,17 +101,7 @@ impl Driver {
         let body = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
             "application": app.display().to_string(), "args": args
         }}}});
-        // tauri-driver answers `/status` before the WebKitWebDriver it starts listens, and closes a
-        // session request it cannot forward yet: try again until a deadline.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (code, v) = loop {
-            match request("POST", &self.addr, "/session", Some(&body), Duration::from_secs(90)) {
-                Ok(answer) => break answer,
-                Err(e) if Instant::now() < deadline => eprintln!("new session: {e:#}; trying again"),
-                Err(e) => return Err(e),
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
+        let (code, v) = request("POST", &self.addr, "/session", Some(&body), Duration::from_secs(90))?;
         if code != 200 {
             bail!("new session refused ({code}): {v}");
         }
@@ -129,11 +119,25 @@ impl Drop for Driver {
 }
 
 /// One request with a JSON body; the JSON answer.
+///
+/// tauri-driver forwards each request over a pooled keep-alive connection to WebKitWebDriver, without
+/// retrying one the other side has just closed as idle (`retry_canceled_requests(false)`); it then
+/// closes our connection with no answer, and the command never reached WebKitWebDriver. Such a
+/// request is sent again (a new session is not: it may have started the app).
 fn request(method: &str, addr: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<(u16, Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let json = [("Content-Type", "application/json")];
-    let (code, payload) = crate::http_request_within(method, addr, path, &json, body.as_bytes(), timeout)
-        .with_context(|| format!("{method} {path}"))?;
+    let mut tries = if path == "/session" { 1 } else { 3 };
+    let (code, payload) = loop {
+        tries -= 1;
+        match crate::http_request_within(method, addr, path, &json, body.as_bytes(), timeout) {
+            Err(e) if tries > 0 && unanswered(&e) => {
+                eprintln!("{method} {path}: {e:#}; sending it again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => break other.with_context(|| format!("{method} {path}"))?,
+        }
+    };
     let v = if payload.is_empty() { Value::Null } else { serde_json::from_slice(&payload)? };
     Ok((code, v))
 }
@@ -152,6 +156,13 @@ impl std::fmt::Display for WebDriverError {
 }
 
 impl std::error::Error for WebDriverError {}
+
+/// The connection was closed before any answer (not a timeout: a command still running is not resent).
+fn unanswered(e: &anyhow::Error) -> bool {
+    let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+    e.to_string() == "no HTTP answer: "
+        || matches!(io, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe))
+}
 
 pub struct Session {
     addr: String,

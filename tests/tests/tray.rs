@@ -264,7 +264,12 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
             assert!(Instant::now() < deadline, "the daemon does not listen on {hook_addr}; {}", daemon_log());
             tokio::time::sleep(S / 4).await;
         }
-        fill_forge(&session, &fake);
+        // Edited in place: the saved settings come back (no token: it stays stored).
+        session.click("li[data-forge='github:octo-org'] .edit").unwrap();
+        session.wait_for("#connect-forge[data-editing='octo-org']", 10 * S).unwrap();
+        assert_eq!(session.property("#forge-repos", "value"), Some(serde_json::json!("app")));
+        assert_eq!(session.property("#forge-poll", "value"), Some(serde_json::json!("1s")));
+        assert_eq!(session.property("#forge-token", "value"), Some(serde_json::json!("")));
         session.click("#forge-webhook").unwrap();
         session.fill("#forge-webhook-secret", HOOK_SECRET).unwrap();
         session.click("#forge-save").unwrap();
@@ -288,6 +293,12 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         let hooked_row = format!("tr[data-job-id='github:octo-org#{hooked}']");
         session.click("#nav-jobs").unwrap();
         session.wait_text(&format!("{hooked_row} td.state"), 120 * S, |t| t.contains("succeeded")).unwrap();
+        let took = format!("job={hooked}");
+        let hooked_log = daemon_log();
+        assert!(
+            hooked_log.lines().any(|l| l.contains("job delivered by webhook") && l.contains(&took)),
+            "the job came by webhook, not only by the safety poll:\n{hooked_log}"
+        );
 
         // Kill the daemon: the app notices and starts it again.
         let before = daemons_of(d.data.path());
@@ -340,6 +351,12 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         let log = daemon_log();
         let tail: Vec<&str> = log.lines().rev().take(80).collect();
         eprintln!("daemon log (last 80 lines):");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+        let driver = std::fs::read_to_string(&driver_log).unwrap_or_default();
+        let tail: Vec<&str> = driver.lines().rev().take(40).collect();
+        eprintln!("driver and app log (last 40 lines):");
         for l in tail.iter().rev() {
             eprintln!("{l}");
         }

@@ -110,7 +110,8 @@ export interface ForgeInput {
   owner: string;
   /** Empty: the whole organization. */
   repos: string[];
-  auth: ForgeAuth;
+  /** null: keep the token stored for this forge (an edited forge). */
+  auth: ForgeAuth | null;
   /** e.g. "10s" */
   pollInterval: string | null;
   webhook: boolean;
@@ -120,6 +121,19 @@ export interface ForgeInput {
   image: string;
   /** With `webhook`: the secret deliveries are signed with ('' keeps the stored one). */
   webhookSecret: string;
+}
+
+/** A saved forge as the daemon's config file has it, without secrets (`auth` null: a stored token). */
+export interface ForgeView {
+  kind: ForgeKind;
+  url: string;
+  owner: string;
+  repos: string[];
+  auth: ForgeAuth | null;
+  pollInterval: string | null;
+  webhook: boolean;
+  labels: string[];
+  image: string;
 }
 
 export interface TestResult {
@@ -198,6 +212,7 @@ export const resume = () => call<Status>('resume');
 export const drain = (timeoutSecs: number | null) => call<Status>('drain', { timeoutSecs });
 export const testForge = (forge: ForgeInput) => call<TestResult>('test_forge', { forge });
 export const saveForge = (forge: ForgeInput) => call<SavedForge>('save_forge', { forge });
+export const getForge = (name: string) => call<ForgeView>('get_forge', { name });
 export const removeForge = (name: string) => call<null>('remove_forge', { name });
 export const setCredential = (provider: string, secret: string) =>
   call<CredentialNote>('set_credential', { provider, secret });

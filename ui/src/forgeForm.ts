@@ -1,6 +1,6 @@
 // The connect-a-forge form as data: its fields, what each kind asks for and calls them,
 // validation, and the exact ForgeInput sent to test_forge / save_forge.
-import type { ForgeInput, ForgeKind } from './api';
+import type { ForgeInput, ForgeKind, ForgeView } from './api';
 
 export interface ForgeFields {
   kind: ForgeKind;
@@ -150,8 +150,11 @@ function positiveInt(s: string): number | null {
 
 const DURATION = /^(\d+(ms|s|m|h))+$/;
 
-/** Everything wrong with the fields, keyed by field; empty when they can be sent. */
-export function validate(f: ForgeFields): FieldErrors {
+/**
+ * Everything wrong with the fields, keyed by field; empty when they can be sent. When `editing` a
+ * saved forge, an empty token keeps the stored one.
+ */
+export function validate(f: ForgeFields, editing = false): FieldErrors {
   const info = KINDS[f.kind];
   const errors: FieldErrors = {};
   const url = f.url.trim();
@@ -163,7 +166,7 @@ export function validate(f: ForgeFields): FieldErrors {
     if (positiveInt(f.installationId) === null)
       errors.installationId = 'Enter the installation ID (a number, at the end of the installation\'s URL).';
     if (f.keyFile.trim() === '') errors.keyFile = 'Enter the path of the App\'s private key (.pem) file.';
-  } else if (f.token.trim() === '') {
+  } else if (f.token.trim() === '' && !editing) {
     errors.token = `Enter the ${info.secretLabel.toLowerCase()}.`;
   }
   const poll = f.poll.trim();
@@ -180,6 +183,7 @@ export function validate(f: ForgeFields): FieldErrors {
 /** The ForgeInput these fields describe (call only when `validate` found nothing). */
 export function toForgeInput(f: ForgeFields): ForgeInput {
   const info = KINDS[f.kind];
+  // An empty token (allowed only when editing) keeps the stored one.
   const auth: ForgeInput['auth'] =
     info.hasApp && f.authType === 'app'
       ? {
@@ -188,7 +192,9 @@ export function toForgeInput(f: ForgeFields): ForgeInput {
           installationId: positiveInt(f.installationId) ?? 0,
           keyFile: f.keyFile.trim(),
         }
-      : { type: 'token', token: f.token.trim() };
+      : f.token.trim() === ''
+        ? null
+        : { type: 'token', token: f.token.trim() };
   return {
     kind: f.kind,
     url: f.url.trim(),
@@ -212,4 +218,24 @@ export function toForgeInput(f: ForgeFields): ForgeInput {
 export function webhookPath(f: ForgeFields): string {
   const owner = f.owner.trim() || '<owner>';
   return `/hooks/${f.kind}/${owner}`;
+}
+
+/** The fields of a saved forge, to edit it (its secrets stay with the daemon). */
+export function fromView(v: ForgeView): ForgeFields {
+  const app = v.auth?.type === 'app' ? v.auth : null;
+  return {
+    ...EMPTY_FIELDS,
+    kind: v.kind,
+    url: v.url,
+    owner: v.owner,
+    repos: v.repos.join(', '),
+    authType: app ? 'app' : 'token',
+    appId: app ? String(app.appId) : '',
+    installationId: app ? String(app.installationId) : '',
+    keyFile: app ? app.keyFile : '',
+    poll: v.pollInterval ?? '',
+    webhook: v.webhook,
+    labels: v.labels.join(', '),
+    image: v.image,
+  };
 }

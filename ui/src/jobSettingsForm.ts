@@ -4,7 +4,7 @@
 import type { JobSettings } from './api';
 import { imageError, labelsError, splitLabels } from './forgeForm';
 
-export const MAX_CONCURRENT = 64;
+export const MAX_CONCURRENT = 256;
 
 export interface ProfileFields {
   /** The daemon's name for it; '' for a new one. */

@@ -78,7 +78,7 @@ describe('job settings', () => {
     type($('#jobs-webhook'), 'localhost');
     fireEvent.click($('#jobs-save'));
     expect($('#jobs-webhook-error').textContent).toContain('IP address and port');
-    expect($('#jobs-max-error').textContent).toContain('from 1 to 64');
+    expect($('#jobs-max-error').textContent).toContain('from 1 to 256');
     expect($('#jobs-image-error').textContent).toContain('Name an image');
     expect($('.profile[data-index="0"] .profile-error').textContent).toContain('"two words" has a space');
     expect($('.profile[data-index="1"] .profile-error').textContent).toContain('at least one label');
@@ -94,6 +94,21 @@ describe('job settings', () => {
     const error = await waitFor(() => $('#jobs-error'));
     expect(error.dataset.code).toBe('invalid_field');
     expect(error.textContent).toContain('invalid image reference');
+  });
+
+  it('keeps unsaved edits when the daemon reconnects, and clears row errors when a row goes', async () => {
+    const ipc = await openJobs();
+    type($('#jobs-max'), '7');
+    fireEvent.click($('#profile-add'));
+    fireEvent.click($('#jobs-save'));
+    expect($('.profile[data-index="1"] .profile-error').textContent).toContain('at least one label');
+    fireEvent.click($('.profile[data-index="0"] .profile-remove'));
+    expect(document.querySelector('.profile-error')).toBeNull();
+    await emitEvent('daemon:state', appState({ health: { state: 'daemon_stopped', reason: null }, status: null }));
+    await emitEvent('daemon:state', appState());
+    await new Promise((r) => setTimeout(r, 10));
+    expect(($('#jobs-max') as HTMLInputElement).value).toBe('7');
+    expect(ipc.callsOf('get_job_settings')).toHaveLength(1);
   });
 
   it('waits for the daemon, and loads once it is connected', async () => {

@@ -1,7 +1,7 @@
 // Settings: the connected forges (credential words, replace, remove) and the app settings.
 import { fireEvent, waitFor } from '@testing-library/preact';
 import { describe, expect, it } from 'vitest';
-import type { AppState } from '../src/api';
+import type { AppState, ForgeView } from '../src/api';
 import { appState, provider, status } from './fixtures';
 import { emitEvent, fakeIpc, rejectWith, type Handler } from './ipc';
 import { $, $$, renderApp } from './render';
@@ -109,6 +109,78 @@ describe('connected forges', () => {
     await waitFor(() => expect(document.querySelector('#confirm-dialog')).toBeNull());
     await new Promise((r) => setTimeout(r, 10));
     expect(ipc.callsOf('remove_forge')).toEqual([]);
+  });
+});
+
+describe('editing a forge', () => {
+  const view: ForgeView = {
+    kind: 'github',
+    url: '',
+    owner: 'octo-org',
+    repos: ['app', 'web'],
+    auth: null,
+    pollInterval: '30s',
+    webhook: true,
+    labels: ['gpu'],
+    image: 'ghcr.io/octo-org/ci:1',
+  };
+
+  it('opens the saved settings and saves them with the stored token kept', async () => {
+    const ipc = await openSettings({
+      get_forge: () => view,
+      save_forge: () => ({ name: 'github:octo-org', note: 'saved, with the token stored before' }),
+    });
+    expect(document.querySelector('[data-forge="gitlab:ci"] .edit')).toBeNull();
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    await waitFor(() => expect($('#connect-forge').dataset.editing).toBe('octo-org'));
+    expect(ipc.callsOf('get_forge')).toEqual([{ name: 'github:octo-org' }]);
+    expect($('#settings').textContent).toContain('Edit github:octo-org');
+    expect(($('#forge-owner') as HTMLInputElement).readOnly).toBe(true);
+    expect(($('#forge-kind') as HTMLSelectElement).disabled).toBe(true);
+    expect(($('#forge-repos') as HTMLInputElement).value).toBe('app, web');
+    expect(($('#forge-token') as HTMLInputElement).value).toBe('');
+    expect($('#forge-token').closest('.field')!.textContent).toContain('Leave empty to keep the stored one.');
+    expect(($('#forge-webhook') as HTMLInputElement).checked).toBe(true);
+    fireEvent.input($('#forge-labels'), { target: { value: 'gpu, big' } });
+    fireEvent.click($('#forge-save'));
+    await waitFor(() => expect($('#forge-save-result').textContent).toContain('with the token stored before'));
+    expect(ipc.callsOf('save_forge')).toEqual([
+      {
+        forge: {
+          kind: 'github',
+          url: '',
+          owner: 'octo-org',
+          repos: ['app', 'web'],
+          auth: null,
+          pollInterval: '30s',
+          webhook: true,
+          labels: ['gpu', 'big'],
+          image: 'ghcr.io/octo-org/ci:1',
+          webhookSecret: '',
+        },
+      },
+    ]);
+    fireEvent.click($('#forge-cancel'));
+    await waitFor(() => expect($('#settings').textContent).toContain('Connect a forge'));
+    expect($('#connect-forge').dataset.editing).toBeUndefined();
+    expect(($('#forge-owner') as HTMLInputElement).value).toBe('');
+  });
+
+  it('leaves the edit when the forge is removed', async () => {
+    let current = appState({ status: status({ providers }) });
+    await openSettings({ app_state: () => current, get_forge: () => view }, current);
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    await waitFor(() => expect($('#connect-forge').dataset.editing).toBe('octo-org'));
+    current = appState({ status: status({ providers: providers.slice(1) }) });
+    await emitEvent('daemon:state', current);
+    await waitFor(() => expect($('#connect-forge').dataset.editing).toBeUndefined());
+  });
+
+  it('says why a forge cannot be opened', async () => {
+    await openSettings({ get_forge: rejectWith({ code: 'provider_not_found', message: 'No forge github:octo-org.' }) });
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    const error = await waitFor(() => $('#forge-edit-error'));
+    expect(error.textContent).toBe('No forge github:octo-org.');
   });
 });
 

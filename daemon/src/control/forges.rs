@@ -90,6 +90,8 @@ pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
             let app = GithubApp { app_id: a.app_id, installation_id: a.installation_id, private_key_file: key.into() };
             (None, Some(app))
         }
+        // The token stored for this forge (checked when saving).
+        None => (None, None),
         _ => return Err(invalid("token", "give a token, or a GitHub App")),
     };
     let labels = super::jobsettings::check_labels("labels", &spec.labels)?;
@@ -258,14 +260,25 @@ pub fn write_config(path: &Path, text: &str) -> Result<(), ControlError> {
 /// Who may save or test what. A caller that is neither root nor the daemon's own user (a member of
 /// `control.group`) must not make the daemon read a key file with its rights, nor lend the daemon's own
 /// `--token`/`GITHUB_TOKEN` to a forge of the caller's choosing.
-pub fn check_caller(forge: &Forge, privileged: bool, daemon_has_flag_token: bool) -> Result<(), ControlError> {
+pub fn check_caller(
+    forge: &Forge,
+    privileged: bool,
+    daemon_has_flag_token: bool,
+    current: Option<&GithubConfig>,
+) -> Result<(), ControlError> {
     if privileged {
         return Ok(());
     }
-    if forge.github.app.is_some() {
-        return Err(ControlError::NotAllowed(
-            "only root or the daemon's own user may configure a GitHub App (the daemon reads its key file)".into(),
-        ));
+    if let Some(app) = &forge.github.app {
+        let same = current.and_then(|c| c.app.as_ref()).is_some_and(|a| {
+            (a.app_id, a.installation_id, &a.private_key_file)
+                == (app.app_id, app.installation_id, &app.private_key_file)
+        });
+        if !same {
+            return Err(ControlError::NotAllowed(
+                "only root or the daemon's own user may configure a GitHub App (the daemon reads its key file)".into(),
+            ));
+        }
     }
     if daemon_has_flag_token {
         return Err(ControlError::NotAllowed(
@@ -274,7 +287,47 @@ pub fn check_caller(forge: &Forge, privileged: bool, daemon_has_flag_token: bool
                 .into(),
         ));
     }
+    if forge.token.is_none() && forge.github.app.is_none() {
+        // The stored token is kept: only for the server it was given for.
+        let same = current.is_some_and(|c| c.api_url == forge.github.api_url && c.app.is_none());
+        if !same {
+            return Err(ControlError::NotAllowed(
+                "enter the token: only root or the daemon's own user may keep a stored token for another server".into(),
+            ));
+        }
+    }
     Ok(())
+}
+
+/// The section of `owner` (compared ignoring case) in a config file's text, if it parses.
+pub fn section_of(text: &str, owner: &str) -> Option<GithubConfig> {
+    Config::parse(text).ok()?.github.into_iter().find(|g| g.owner.eq_ignore_ascii_case(owner))
+}
+
+/// A saved section as the settings window edits it: no secrets, `auth` unset for a stored token.
+pub fn to_spec(g: &GithubConfig) -> v1::ForgeSpec {
+    let auth = g.app.as_ref().map(|a| {
+        v1::forge_spec::Auth::App(v1::GithubAppAuth {
+            app_id: a.app_id,
+            installation_id: a.installation_id,
+            private_key_file: a.private_key_file.display().to_string(),
+        })
+    });
+    v1::ForgeSpec {
+        kind: "github".into(),
+        url: if g.api_url == "https://api.github.com" { String::new() } else { g.api_url.clone() },
+        owner: g.owner.clone(),
+        repos: g.repos.clone(),
+        auth,
+        poll_interval: Some(prost_types::Duration {
+            seconds: g.poll_interval.as_secs().min(i64::MAX as u64) as i64,
+            nanos: 0,
+        }),
+        labels: g.labels.clone(),
+        image: g.image.clone().unwrap_or_default(),
+        webhook: g.webhook || g.webhook_secret_env.is_some(),
+        webhook_secret: String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -365,16 +418,40 @@ mod tests {
             }),
         ))
         .unwrap();
-        assert!(check_caller(&app, true, true).is_ok());
-        assert!(matches!(check_caller(&app, false, false), Err(ControlError::NotAllowed(_))));
-        assert!(matches!(check_caller(&tok, false, true), Err(ControlError::NotAllowed(_))));
-        assert!(check_caller(&tok, false, false).is_ok());
+        assert!(check_caller(&app, true, true, None).is_ok());
+        assert!(matches!(check_caller(&app, false, false, None), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&app, false, false, Some(&app.github)).is_ok(), "the App already configured");
+        assert!(matches!(check_caller(&tok, false, true, None), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&tok, false, false, None).is_ok());
+        // Keeping the stored token: for the same server only.
+        let mut keep = spec("o", v1::forge_spec::Auth::Token("t".into()));
+        keep.auth = None;
+        let keep = from_spec(keep).unwrap();
+        assert!(keep.token.is_none() && keep.github.app.is_none());
+        assert!(check_caller(&keep, false, false, Some(&tok.github)).is_ok());
+        let elsewhere = GithubConfig { api_url: "https://evil.example".into(), ..tok.github.clone() };
+        assert!(matches!(check_caller(&keep, false, false, Some(&elsewhere)), Err(ControlError::NotAllowed(_))));
+        assert!(matches!(check_caller(&keep, false, false, None), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&keep, true, false, None).is_ok());
         // The same owner in another case is the same section.
         let text = with_forge("[[github]]\nowner = \"Octo\"\n", &tok.github).unwrap();
         let text = with_forge(&text, &from_spec(spec("OCTO", v1::forge_spec::Auth::Token("t".into()))).unwrap().github)
             .unwrap();
         let owners: Vec<String> = Config::parse(&text).unwrap().github.iter().map(|g| g.owner.clone()).collect();
         assert_eq!(owners, vec!["OCTO", "o"], "{text}");
+    }
+
+    #[test]
+    fn a_saved_section_reads_back_as_the_spec_that_writes_it() {
+        let mut s = spec("octo-org", v1::forge_spec::Auth::Token("ghp_secret".into()));
+        (s.url, s.labels, s.image, s.webhook) =
+            ("https://ghe.example/api/v3".into(), vec!["gpu".into()], "debian:bookworm".into(), true);
+        s.poll_interval = Some(prost_types::Duration { seconds: 30, nanos: 0 });
+        let f = from_spec(s.clone()).unwrap();
+        let text = with_forge("", &f.github).unwrap();
+        let back = to_spec(&section_of(&text, "OCTO-ORG").unwrap());
+        assert_eq!(back, v1::ForgeSpec { auth: None, repos: vec!["app".into(), "lib".into()], ..s });
+        assert!(section_of(&text, "nobody").is_none());
     }
 
     #[test]

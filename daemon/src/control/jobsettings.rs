@@ -13,7 +13,7 @@ use super::forges::{checked, parse, set};
 use crate::config::Config;
 
 /// The most jobs at once the window accepts (each is a container with its own limits).
-pub const MAX_CONCURRENT: u32 = 64;
+pub const MAX_CONCURRENT: u32 = 256;
 
 /// The settings the daemon runs with, and the file they are saved in.
 pub fn of(cfg: &Config, path: &Path) -> v1::JobSettings {
@@ -113,11 +113,11 @@ pub fn check(s: v1::JobSettings) -> Result<Checked, ControlError> {
     Ok(Checked { max_concurrent: s.max_concurrent, default_image, profiles, webhook_listen })
 }
 
-/// Group members may change these, but not make a root daemon listen on a port below 1024 (which they
-/// could not open themselves).
-pub fn check_caller(s: &Checked, privileged: bool) -> Result<(), ControlError> {
+/// Group members may change these, but not make a root daemon listen on a new port below 1024 (which
+/// they could not open themselves); `now` is where it listens.
+pub fn check_caller(s: &Checked, privileged: bool, now: Option<std::net::SocketAddr>) -> Result<(), ControlError> {
     match s.webhook_listen {
-        Some(addr) if !privileged && addr.port() < 1024 => Err(ControlError::NotAllowed(format!(
+        Some(addr) if !privileged && addr.port() < 1024 && Some(addr) != now => Err(ControlError::NotAllowed(format!(
             "only root may make the daemon listen on port {} (below 1024); use a port from 1024 up",
             addr.port()
         ))),
@@ -295,8 +295,9 @@ owner = "octo-org"
         assert_eq!(Config::parse(&kept).unwrap().webhook.listen, None);
         s.webhook_listen = "0.0.0.0:80".into();
         let low = check(s.clone()).unwrap();
-        assert!(matches!(check_caller(&low, false), Err(ControlError::NotAllowed(_))));
-        assert!(check_caller(&low, true).is_ok());
+        assert!(matches!(check_caller(&low, false, None), Err(ControlError::NotAllowed(_))));
+        assert!(check_caller(&low, true, None).is_ok());
+        assert!(check_caller(&low, false, low.webhook_listen).is_ok(), "an unchanged address is not a change");
         s.webhook_listen = "localhost".into();
         assert!(matches!(check(s), Err(ControlError::InvalidField { field: "webhook_listen", .. })));
     }

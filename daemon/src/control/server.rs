@@ -184,16 +184,7 @@ impl ControlService {
             false => None,
             true => Some(match new.webhook.listen {
                 None => None,
-                Some(addr) => Some(
-                    std::net::TcpListener::bind(addr)
-                        .and_then(|l| {
-                            l.set_nonblocking(true)?;
-                            tokio::net::TcpListener::from_std(l)
-                        })
-                        .map_err(|e| {
-                            ControlError::InvalidConfig(format!("webhook.listen: cannot listen on {addr}: {e}"))
-                        })?,
-                ),
+                Some(addr) => Some(self.bind_webhooks(addr).await?),
             }),
         };
         if !plan.applied.is_empty() {
@@ -212,6 +203,52 @@ impl ControlService {
         }
         tracing::info!(applied = ?plan.applied, needs_restart = ?plan.needs_restart, "config reloaded");
         Ok(plan)
+    }
+
+    /// A listener on `addr` for webhook deliveries. When the daemon's own listener holds the port (on
+    /// another address of this host), it is let go first; if `addr` still cannot be had, the daemon
+    /// listens where it did before and the error is returned.
+    async fn bind_webhooks(&self, addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, ControlError> {
+        fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+            let l = std::net::TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }
+        async fn bind_soon(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+            let mut last = bind(addr);
+            for _ in 0..40 {
+                match last {
+                    Err(ref e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        last = bind(addr);
+                    }
+                    _ => break,
+                }
+            }
+            last
+        }
+        let refused =
+            |e: std::io::Error| ControlError::InvalidConfig(format!("webhook.listen: cannot listen on {addr}: {e}"));
+        let old = self.config().1.webhook.listen;
+        match bind(addr) {
+            Ok(l) => Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && old.is_some_and(|o| o.port() == addr.port()) => {
+                self.send(Control::Webhooks(None))?;
+                match bind_soon(addr).await {
+                    Ok(l) => Ok(l),
+                    Err(e) => {
+                        if let Some(before) = old {
+                            match bind_soon(before).await {
+                                Ok(l) => self.send(Control::Webhooks(Some(l)))?,
+                                Err(e) => tracing::warn!(addr = %before, error = %e, "not listening for webhooks"),
+                            }
+                        }
+                        Err(refused(e))
+                    }
+                }
+            }
+            Err(e) => Err(refused(e)),
+        }
     }
 
     fn send(&self, c: Control) -> Result<(), ControlError> {
@@ -485,6 +522,10 @@ impl ControlApi for ControlService {
         let spec =
             req.into_inner().forge.ok_or(ControlError::InvalidField { field: "forge", message: "missing".into() })?;
         Ok(Response::new(self.save_forge_spec(spec, privileged).await?))
+    }
+
+    async fn get_forge(&self, req: Request<v1::GetForgeRequest>) -> Result<Response<v1::ForgeSpec>, Status> {
+        Ok(Response::new(self.forge_spec(&req.into_inner().name)?))
     }
 
     async fn remove_forge(

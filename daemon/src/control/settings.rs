@@ -10,6 +10,7 @@ use super::errors::ControlError;
 use super::forges;
 use super::jobsettings;
 use super::server::ControlService;
+use crate::config::Config;
 use crate::forge::Provider;
 use crate::forge::build::webhook_secret_name;
 use crate::forge::github::Github;
@@ -38,10 +39,16 @@ impl ControlService {
         privileged: bool,
     ) -> Result<crate::forge::ProviderTest, ControlError> {
         let f = forges::from_spec(spec)?;
-        // The test uses only the credentials given; the daemon's own token is never lent to it.
-        forges::check_caller(&f, privileged, false)?;
+        // The test uses the credentials given; a token kept from before only for the server it was given
+        // for (or for root and the daemon's own user).
+        let current = forges::section_of(&Self::read_config_file(&self.config_file())?, &f.github.owner);
+        forges::check_caller(&f, privileged, false, current.as_ref())?;
         let name = f.name.clone();
-        match Github::new(f.github, f.token) {
+        let token = match (&f.token, &f.github.app) {
+            (None, None) => self.flag_token.clone().or(self.stored(&name).await?),
+            _ => f.token,
+        };
+        match Github::new(f.github, token) {
             Ok(p) => Ok(p.test().await),
             Err(e) => Ok(crate::forge::ProviderTest { ok: false, missing: vec![], message: format!("{name}: {e}") }),
         }
@@ -53,10 +60,19 @@ impl ControlService {
         privileged: bool,
     ) -> Result<v1::SaveForgeReply, ControlError> {
         let f = forges::from_spec(spec)?;
-        forges::check_caller(&f, privileged, self.flag_token.is_some())?;
         let _one = self.editing.lock().await;
         let path = self.config_file();
-        let text = forges::with_forge(&Self::read_config_file(&path)?, &f.github)?;
+        let before = Self::read_config_file(&path)?;
+        let current = forges::section_of(&before, &f.github.owner);
+        forges::check_caller(&f, privileged, self.flag_token.is_some(), current.as_ref())?;
+        let text = forges::with_forge(&before, &f.github)?;
+        let keeps_token = f.token.is_none() && f.github.app.is_none();
+        if keeps_token && self.flag_token.is_none() && self.stored(&f.name).await?.is_none() {
+            return Err(ControlError::InvalidField {
+                field: "token",
+                message: format!("give a token: none is stored for {}", f.name),
+            });
+        }
         let hook_name = webhook_secret_name(&f.name);
         if f.github.webhook && f.webhook_secret.is_none() && self.stored(&hook_name).await?.is_none() {
             return Err(ControlError::InvalidField {
@@ -69,7 +85,7 @@ impl ControlService {
             self.store(&f.name, token).await?;
             tracing::info!(provider = %f.name, "credential stored in the OS keyring");
         }
-        if let Some(secret) = f.webhook_secret {
+        if let Some(secret) = f.webhook_secret.clone() {
             self.store(&hook_name, secret).await?;
             tracing::info!(provider = %f.name, "webhook secret stored in the OS keyring");
         }
@@ -79,13 +95,18 @@ impl ControlService {
         }
         self.set_config_file(path.clone());
         tracing::info!(provider = %f.name, config = %path.display(), "forge saved");
-        self.reload().await?;
+        let plan = self.reload().await?;
+        if (stored || f.webhook_secret.is_some()) && !plan.applied.iter().any(|k| k == "github") {
+            // The section is as it was; the new secret is used from now on all the same.
+            self.rebuild_providers(self.running_config()).await?;
+        }
         let mut note = match (stored, self.flag_token.is_some()) {
             (true, false) => format!("{}: token stored in the OS keyring; the forge is in use", f.name),
             (true, true) => format!(
                 "{}: token stored in the OS keyring; this daemon was started with --token or GITHUB_TOKEN, which wins",
                 f.name
             ),
+            (false, _) if keeps_token => format!("{}: saved, with the token stored before", f.name),
             (false, _) => format!("{}: the GitHub App is in use", f.name),
         };
         if f.github.webhook && self.config().1.webhook.listen.is_none() {
@@ -93,6 +114,16 @@ impl ControlService {
         }
         note.push_str(&format!(" (saved in {})", path.display()));
         Ok(v1::SaveForgeReply { name: f.name, note, config_path: path.display().to_string() })
+    }
+
+    /// A saved forge's section (from the config file, else as the daemon runs it), without secrets.
+    pub(super) fn forge_spec(&self, name: &str) -> Result<v1::ForgeSpec, ControlError> {
+        let owner = name.strip_prefix("github:").ok_or_else(|| ControlError::ProviderNotFound(name.into()))?;
+        let path = self.config_file();
+        let from_file = Self::read_config_file(&path).ok().and_then(|t| forges::section_of(&t, owner));
+        let running = || self.config().1.github.iter().find(|g| g.owner.eq_ignore_ascii_case(owner)).cloned();
+        let g = from_file.or_else(running).ok_or_else(|| ControlError::ProviderNotFound(name.into()))?;
+        Ok(forges::to_spec(&g))
     }
 
     pub(super) async fn remove_forge_named(&self, name: String) -> Result<v1::RemoveForgeReply, ControlError> {
@@ -143,9 +174,13 @@ impl ControlService {
         }
     }
 
+    /// The job settings as the config file has them (what a save edits), else as the daemon runs them.
     pub(super) fn job_settings(&self) -> v1::JobSettings {
         let path = self.config_file();
-        jobsettings::of(&self.config().1, &path)
+        match Config::load(Some(&path)) {
+            Ok(file) if path.exists() => jobsettings::of(&file, &path),
+            _ => jobsettings::of(&self.config().1, &path),
+        }
     }
 
     pub(super) async fn save_job_settings_as(
@@ -154,7 +189,8 @@ impl ControlService {
         privileged: bool,
     ) -> Result<v1::SaveJobSettingsReply, ControlError> {
         let checked = jobsettings::check(settings)?;
-        jobsettings::check_caller(&checked, privileged)?;
+        let listening = self.config().1.webhook.listen;
+        jobsettings::check_caller(&checked, privileged, listening)?;
         let _one = self.editing.lock().await;
         let path = self.config_file();
         let before = Self::read_config_file(&path)?;

@@ -1,5 +1,5 @@
-// #connect-forge: the form that connects a forge (used by Settings and by onboarding, never
-// both at once). Test sends test_forge (nothing stored); Save sends save_forge, which stores
+// #connect-forge: the form that connects a forge, or edits a saved one (used by Settings and by
+// onboarding, never both at once). Test sends test_forge (nothing stored); Save sends save_forge, which stores
 // the secrets (token, webhook secret) in the OS keychain through the daemon. They are cleared once saved.
 import { useState } from 'preact/hooks';
 import { saveForge, testForge, type ForgeKind, type SavedForge, type TestResult, type UiError } from '../api';
@@ -18,8 +18,17 @@ import { Field } from './Field';
 
 type Outcome<T> = { ok: true; value: T } | { ok: false; error: UiError } | null;
 
-export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) => void }) {
-  const [f, setF] = useState<ForgeFields>(EMPTY_FIELDS);
+interface Props {
+  onSaved?: (saved: SavedForge) => void;
+  /** Editing a saved forge: its fields (kind and owner fixed; an empty token keeps the stored one). */
+  initial?: ForgeFields;
+  /** With `initial`: leaves the edit. */
+  onCancel?: () => void;
+}
+
+export function ConnectForgeForm({ onSaved, initial, onCancel }: Props) {
+  const editing = initial !== undefined;
+  const [f, setF] = useState<ForgeFields>(initial ?? EMPTY_FIELDS);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [busy, setBusy] = useState<'test' | 'save' | null>(null);
   const [tested, setTested] = useState<Outcome<TestResult>>(null);
@@ -35,7 +44,7 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
 
   /** Validates; on success returns the input to send. */
   function checked() {
-    const found = validate(f);
+    const found = validate(f, editing);
     setErrors(found);
     return Object.keys(found).length === 0 ? toForgeInput(f) : null;
   }
@@ -73,9 +82,14 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
   }
 
   return (
-    <form id="connect-forge" class="form" onSubmit={save} noValidate>
+    <form id="connect-forge" class="form" data-editing={editing ? f.owner : undefined} onSubmit={save} noValidate>
       <Field label="Forge" htmlFor="forge-kind">
-        <select id="forge-kind" value={f.kind} onChange={(e) => set('kind', e.currentTarget.value as ForgeKind)}>
+        <select
+          id="forge-kind"
+          value={f.kind}
+          disabled={editing}
+          onChange={(e) => set('kind', e.currentTarget.value as ForgeKind)}
+        >
           {KIND_ORDER.map((k) => (
             <option key={k} value={k}>
               {KINDS[k].label}
@@ -103,6 +117,7 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
               autoComplete="off"
               spellcheck={false}
               value={f.owner}
+              readOnly={editing}
               onInput={(e) => set('owner', e.currentTarget.value)}
             />
           </Field>
@@ -187,12 +202,18 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
           </Field>
         </>
       ) : (
-        <Field label={info.secretLabel} htmlFor="forge-token" error={errors.token} hint={info.secretHint}>
+        <Field
+          label={info.secretLabel}
+          htmlFor="forge-token"
+          error={errors.token}
+          hint={editing ? 'Leave empty to keep the stored one.' : info.secretHint}
+        >
           <input
             id="forge-token"
             type="password"
             autoComplete="off"
             spellcheck={false}
+            placeholder={editing ? 'stored' : undefined}
             value={f.token}
             onInput={(e) => set('token', e.currentTarget.value)}
           />
@@ -273,8 +294,13 @@ export function ConnectForgeForm({ onSaved }: { onSaved?: (saved: SavedForge) =>
           {busy === 'test' ? 'Testing…' : 'Test connection'}
         </button>
         <button type="submit" id="forge-save" class="primary" disabled={busy !== null}>
-          {busy === 'save' ? 'Saving…' : 'Save'}
+          {busy === 'save' ? 'Saving…' : editing ? 'Save changes' : 'Save'}
         </button>
+        {editing && onCancel && (
+          <button type="button" id="forge-cancel" disabled={busy !== null} onClick={onCancel}>
+            {saved?.ok ? 'Done' : 'Cancel'}
+          </button>
+        )}
       </div>
 
       <div id="forge-test-result" class="result" aria-live="polite">

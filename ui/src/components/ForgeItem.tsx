@@ -1,5 +1,5 @@
 // One connected forge: kind, name, URL, connection, discovery and where its credential is
-// kept (never the secret itself: the UI is never given one), with Replace and Remove.
+// kept (never the secret itself: the UI is never given one), with Edit, Replace and Remove.
 import { useState } from 'preact/hooks';
 import { removeForge, setCredential, type CredentialSource, type Provider, type UiError } from '../api';
 import { formatAbsolute, formatRelative, parseTime } from '../format';
@@ -16,7 +16,14 @@ const CREDENTIAL: Record<CredentialSource, string> = {
   missing: 'Missing: add a token',
 };
 
-export function ForgeItem({ provider: p, onChanged }: { provider: Provider; onChanged: () => void }) {
+interface Props {
+  provider: Provider;
+  onChanged: () => void;
+  /** Opens the forge's settings to edit (GitHub forges, which this daemon serves). */
+  onEdit?: (name: string) => void;
+}
+
+export function ForgeItem({ provider: p, onChanged, onEdit }: Props) {
   const [replacing, setReplacing] = useState(false);
   const [secret, setSecret] = useState('');
   const [busy, setBusy] = useState(false);
@@ -66,6 +73,11 @@ export function ForgeItem({ provider: p, onChanged }: { provider: Provider; onCh
         <strong class="forge-name">{p.name}</strong>
         <span class="muted forge-url">{p.url}</span>
         <span class="spacer" />
+        {onEdit && (
+          <button type="button" class="edit" disabled={busy} onClick={() => onEdit(p.name)}>
+            Edit
+          </button>
+        )}
         <button type="button" class="replace" disabled={busy} onClick={() => setReplacing(!replacing)}>
           {p.credential === 'missing' ? 'Add token' : 'Replace token'}
         </button>

@@ -2,7 +2,13 @@
 import type { Provider } from '../api';
 import { ForgeItem } from './ForgeItem';
 
-export function ForgeList({ providers, onChanged }: { providers: Provider[] | null; onChanged: () => void }) {
+interface Props {
+  providers: Provider[] | null;
+  onChanged: () => void;
+  onEdit?: (name: string) => void;
+}
+
+export function ForgeList({ providers, onChanged, onEdit }: Props) {
   if (providers === null) {
     return (
       <p id="forges" class="muted">
@@ -20,7 +26,7 @@ export function ForgeList({ providers, onChanged }: { providers: Provider[] | nu
   return (
     <ul id="forges" class="forge-list">
       {providers.map((p) => (
-        <ForgeItem key={p.name} provider={p} onChanged={onChanged} />
+        <ForgeItem key={p.name} provider={p} onChanged={onChanged} onEdit={p.kind === 'github' ? onEdit : undefined} />
       ))}
     </ul>
   );

@@ -26,9 +26,11 @@ export function JobSettingsForm() {
   const [error, setError] = useState<UiError | null>(null);
   const [note, setNote] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  // Edited and not saved: a reconnect does not load the daemon's settings over the edits.
+  const [dirty, setDirty] = useState(false);
 
   useEffect(() => {
-    if (!connected) return;
+    if (!connected || dirty) return;
     let live = true;
     getJobSettings().then(
       (s) => {
@@ -44,9 +46,19 @@ export function JobSettingsForm() {
     };
   }, [connected]);
 
-  const set = (patch: Partial<JobSettingsFields>) => setFields((f) => (f ? { ...f, ...patch } : f));
-  const setProfile = (i: number, patch: Partial<ProfileFields>) =>
+  const set = (patch: Partial<JobSettingsFields>) => {
+    setDirty(true);
+    setFields((f) => (f ? { ...f, ...patch } : f));
+  };
+  const setProfile = (i: number, patch: Partial<ProfileFields>) => {
+    setDirty(true);
     setFields((f) => (f ? { ...f, profiles: f.profiles.map((p, j) => (j === i ? { ...p, ...patch } : p)) } : f));
+  };
+  const removeProfile = (i: number) => {
+    set({ profiles: (fields?.profiles ?? []).filter((_, j) => j !== i) });
+    // Errors are shown by row: the rows below move up.
+    setErrors((e) => ({ ...e, profiles: {} }));
+  };
 
   async function save(e: Event) {
     e.preventDefault();
@@ -63,6 +75,7 @@ export function JobSettingsForm() {
         setFields(toFields(saved.settings));
         setConfigPath(saved.settings.configPath);
       }
+      setDirty(false);
       setNote(saved.note);
     } catch (err) {
       setError(err as UiError);
@@ -141,7 +154,7 @@ export function JobSettingsForm() {
                       type="button"
                       class="profile-remove"
                       aria-label="Remove this row"
-                      onClick={() => set({ profiles: fields.profiles.filter((_, j) => j !== i) })}
+                      onClick={() => removeProfile(i)}
                     >
                       Remove
                     </button>

@@ -272,6 +272,10 @@ async fn a_desktop_user_connects_a_forge_and_watches_a_job_in_the_window() {
         assert_eq!(session.property("#forge-token", "value"), Some(serde_json::json!("")));
         session.click("#forge-webhook").unwrap();
         session.fill("#forge-webhook-secret", HOOK_SECRET).unwrap();
+        session
+            .script("document.querySelector('#forge-webhook-secret').scrollIntoView({block: 'center'}); return 1;")
+            .unwrap();
+        shots.take("settings-edit-forge");
         session.click("#forge-save").unwrap();
         let deadline = Instant::now() + 30 * S;
         while !String::from_utf8_lossy(&d.ctl(&["providers"]).stdout).contains("webhook + poll") {

@@ -19,7 +19,13 @@ impl Xvfb {
     pub fn start() -> Result<Xvfb> {
         for n in 70..120 {
             let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            if sock.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+            if lock.exists() && !held(&lock) {
+                // Left by an X server that is gone (killed before it could clean up).
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&sock);
+            }
+            if sock.exists() || lock.exists() {
                 continue;
             }
             let child = Command::new("Xvfb")
@@ -47,8 +53,24 @@ impl Xvfb {
     }
 }
 
+/// Whether an X display's lock file names a live process.
+fn held(lock: &Path) -> bool {
+    let pid = std::fs::read_to_string(lock).ok().and_then(|t| t.trim().parse::<i32>().ok());
+    pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
+}
+
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM lets Xvfb remove its lock file and socket; SIGKILL if it does not go.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -157,11 +179,10 @@ impl std::fmt::Display for WebDriverError {
 
 impl std::error::Error for WebDriverError {}
 
-/// The connection was closed before any answer (not a timeout: a command still running is not resent).
+/// The connection was closed with no answer at all (not a timeout, not a reset that may come after the
+/// command was forwarded: such a command is not resent).
 fn unanswered(e: &anyhow::Error) -> bool {
-    let io = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
     e.to_string() == "no HTTP answer: "
-        || matches!(io, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe))
 }
 
 pub struct Session {

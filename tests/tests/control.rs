@@ -243,13 +243,14 @@ async fn every_rpc_is_served_events_and_logs_stream_live_and_the_cli_uses_them()
     assert!(r.note.contains("in use now"), "{}", r.note);
     assert_eq!(r.settings.map(|s| (s.max_concurrent, s.webhook_listen)), Some((3, hook_addr.clone())));
     assert_eq!(c.status(v1::StatusRequest {}).await.unwrap().into_inner().max_jobs, 3);
-    assert!(std::net::TcpStream::connect(&hook_addr).is_ok(), "the webhook address is listened on at once");
+    let answers = |addr: &str| http_post(addr, "/hooks/github/nobody", &[], b"{}").ok();
+    assert_eq!(answers(&hook_addr), Some(404), "the webhook address is served at once");
     // The same port on every address of the host: the daemon lets its own listener go first.
     let port = hook_addr.rsplit(':').next().unwrap().to_string();
     let everywhere = v1::JobSettings { webhook_listen: format!("0.0.0.0:{port}"), ..settings.clone() };
     let r = c.save_job_settings(save(everywhere)).await.unwrap().into_inner();
     assert_eq!(r.settings.map(|s| s.webhook_listen), Some(format!("0.0.0.0:{port}")));
-    assert!(std::net::TcpStream::connect(&hook_addr).is_ok(), "listened on again");
+    assert_eq!(answers(&hook_addr), Some(404), "served again");
     c.save_job_settings(save(settings.clone())).await.unwrap();
     let closed = || std::net::TcpStream::connect(&hook_addr).is_err();
     wait_until("the webhook listener to close", Duration::from_secs(10), closed, &d).await;

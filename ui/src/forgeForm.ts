@@ -151,10 +151,10 @@ function positiveInt(s: string): number | null {
 const DURATION = /^(\d+(ms|s|m|h))+$/;
 
 /**
- * Everything wrong with the fields, keyed by field; empty when they can be sent. When `editing` a
- * saved forge, an empty token keeps the stored one.
+ * Everything wrong with the fields, keyed by field; empty when they can be sent. With `keepsToken`
+ * (editing a saved token forge), an empty token keeps the stored one.
  */
-export function validate(f: ForgeFields, editing = false): FieldErrors {
+export function validate(f: ForgeFields, keepsToken = false): FieldErrors {
   const info = KINDS[f.kind];
   const errors: FieldErrors = {};
   const url = f.url.trim();
@@ -166,7 +166,7 @@ export function validate(f: ForgeFields, editing = false): FieldErrors {
     if (positiveInt(f.installationId) === null)
       errors.installationId = 'Enter the installation ID (a number, at the end of the installation\'s URL).';
     if (f.keyFile.trim() === '') errors.keyFile = 'Enter the path of the App\'s private key (.pem) file.';
-  } else if (f.token.trim() === '' && !editing) {
+  } else if (f.token.trim() === '' && !keepsToken) {
     errors.token = `Enter the ${info.secretLabel.toLowerCase()}.`;
   }
   const poll = f.poll.trim();

@@ -166,6 +166,27 @@ describe('editing a forge', () => {
     expect(($('#forge-owner') as HTMLInputElement).value).toBe('');
   });
 
+  it('asks for a token when a forge that used an App switches to one', async () => {
+    const app: ForgeView = { ...view, auth: { type: 'app', appId: 7, installationId: 9, keyFile: '/k.pem' } };
+    const ipc = await openSettings({ get_forge: () => app, save_forge: () => ({ name: 'github:octo-org', note: '' }) });
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    await waitFor(() => expect(($('#forge-app-id') as HTMLInputElement).value).toBe('7'));
+    fireEvent.click($('#auth-token'));
+    expect($('#forge-token').closest('.field')!.textContent).not.toContain('Leave empty');
+    fireEvent.click($('#forge-save'));
+    expect($('#forge-token-error').textContent).toContain('personal access token');
+    expect(ipc.callsOf('save_forge')).toEqual([]);
+  });
+
+  it('loads the saved settings afresh when Edit is clicked again', async () => {
+    await openSettings({ get_forge: () => view });
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    await waitFor(() => expect(($('#forge-labels') as HTMLInputElement).value).toBe('gpu'));
+    fireEvent.input($('#forge-labels'), { target: { value: 'not saved' } });
+    fireEvent.click($('[data-forge="github:octo-org"] .edit'));
+    await waitFor(() => expect(($('#forge-labels') as HTMLInputElement).value).toBe('gpu'));
+  });
+
   it('leaves the edit when the forge is removed', async () => {
     let current = appState({ status: status({ providers }) });
     await openSettings({ app_state: () => current, get_forge: () => view }, current);

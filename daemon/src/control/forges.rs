@@ -72,8 +72,8 @@ pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
     }
     let poll_interval = match spec.poll_interval {
         None => Duration::from_secs(10),
-        Some(d) if d.seconds < 1 || d.seconds > 3600 => {
-            return Err(invalid("poll_interval", "between 1 s and 1 h"));
+        Some(d) if d.seconds < 1 || d.seconds > 86400 => {
+            return Err(invalid("poll_interval", "between 1 s and 24 h"));
         }
         Some(d) => Duration::from_secs(d.seconds as u64),
     };
@@ -184,7 +184,9 @@ pub fn with_forge(text: &str, g: &GithubConfig) -> Result<String, ControlError> 
     if g.webhook {
         set(t, "webhook", true);
     } else {
+        // Webhooks off: also those whose secret came from the environment.
         t.remove("webhook");
+        t.remove("webhook_secret_env");
     }
     match &g.app {
         None => {
@@ -269,11 +271,15 @@ pub fn check_caller(
     if privileged {
         return Ok(());
     }
+    // The server the forge's saved credential was given for.
+    let same_server = current.is_some_and(|c| same_url(&c.api_url, &forge.github.api_url));
     if let Some(app) = &forge.github.app {
-        let same = current.and_then(|c| c.app.as_ref()).is_some_and(|a| {
-            (a.app_id, a.installation_id, &a.private_key_file)
-                == (app.app_id, app.installation_id, &app.private_key_file)
-        });
+        // Only the App already configured, for its own server: its key signs what the daemon sends there.
+        let same = same_server
+            && current.and_then(|c| c.app.as_ref()).is_some_and(|a| {
+                (a.app_id, a.installation_id, &a.private_key_file)
+                    == (app.app_id, app.installation_id, &app.private_key_file)
+            });
         if !same {
             return Err(ControlError::NotAllowed(
                 "only root or the daemon's own user may configure a GitHub App (the daemon reads its key file)".into(),
@@ -289,7 +295,7 @@ pub fn check_caller(
     }
     if forge.token.is_none() && forge.github.app.is_none() {
         // The stored token is kept: only for the server it was given for.
-        let same = current.is_some_and(|c| c.api_url == forge.github.api_url && c.app.is_none());
+        let same = same_server && current.is_some_and(|c| c.app.is_none());
         if !same {
             return Err(ControlError::NotAllowed(
                 "enter the token: only root or the daemon's own user may keep a stored token for another server".into(),
@@ -297,6 +303,10 @@ pub fn check_caller(
         }
     }
     Ok(())
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim().trim_end_matches('/').eq_ignore_ascii_case(b.trim().trim_end_matches('/'))
 }
 
 /// The section of `owner` (compared ignoring case) in a config file's text, if it parses.
@@ -320,7 +330,8 @@ pub fn to_spec(g: &GithubConfig) -> v1::ForgeSpec {
         repos: g.repos.clone(),
         auth,
         poll_interval: Some(prost_types::Duration {
-            seconds: g.poll_interval.as_secs().min(i64::MAX as u64) as i64,
+            // Whole seconds, at least one (what the window takes back).
+            seconds: g.poll_interval.as_secs().clamp(1, 86400) as i64,
             nanos: 0,
         }),
         labels: g.labels.clone(),
@@ -421,6 +432,13 @@ mod tests {
         assert!(check_caller(&app, true, true, None).is_ok());
         assert!(matches!(check_caller(&app, false, false, None), Err(ControlError::NotAllowed(_))));
         assert!(check_caller(&app, false, false, Some(&app.github)).is_ok(), "the App already configured");
+        let slash = GithubConfig { api_url: format!("{}/", app.github.api_url), ..app.github.clone() };
+        assert!(check_caller(&app, false, false, Some(&slash)).is_ok(), "the same server, written with a slash");
+        let evil = GithubConfig { api_url: "https://evil.example/api/v3".into(), ..app.github.clone() };
+        assert!(
+            matches!(check_caller(&app, false, false, Some(&evil)), Err(ControlError::NotAllowed(_))),
+            "the App's key never signs for another server"
+        );
         assert!(matches!(check_caller(&tok, false, true, None), Err(ControlError::NotAllowed(_))));
         assert!(check_caller(&tok, false, false, None).is_ok());
         // Keeping the stored token: for the same server only.

@@ -240,7 +240,11 @@ impl ControlService {
                         if let Some(before) = old {
                             match bind_soon(before).await {
                                 Ok(l) => self.send(Control::Webhooks(Some(l)))?,
-                                Err(e) => tracing::warn!(addr = %before, error = %e, "not listening for webhooks"),
+                                Err(e) => {
+                                    tracing::warn!(addr = %before, error = %e, "not listening for webhooks");
+                                    // So that saving an address again binds it.
+                                    self.config().1.webhook.listen = None;
+                                }
                             }
                         }
                         Err(refused(e))

@@ -67,6 +67,12 @@ impl ControlService {
         forges::check_caller(&f, privileged, self.flag_token.is_some(), current.as_ref())?;
         let text = forges::with_forge(&before, &f.github)?;
         let keeps_token = f.token.is_none() && f.github.app.is_none();
+        if keeps_token && current.as_ref().is_some_and(|c| c.app.is_some()) {
+            return Err(ControlError::InvalidField {
+                field: "token",
+                message: format!("give a token: {} signed in with a GitHub App until now", f.name),
+            });
+        }
         if keeps_token && self.flag_token.is_none() && self.stored(&f.name).await?.is_none() {
             return Err(ControlError::InvalidField {
                 field: "token",
@@ -74,7 +80,8 @@ impl ControlService {
             });
         }
         let hook_name = webhook_secret_name(&f.name);
-        if f.github.webhook && f.webhook_secret.is_none() && self.stored(&hook_name).await?.is_none() {
+        let env_secret = current.as_ref().is_some_and(|c| c.webhook_secret_env.is_some());
+        if f.github.webhook && f.webhook_secret.is_none() && !env_secret && self.stored(&hook_name).await?.is_none() {
             return Err(ControlError::InvalidField {
                 field: "webhook_secret",
                 message: "give the secret the forge signs its webhook deliveries with".into(),
@@ -189,9 +196,9 @@ impl ControlService {
         privileged: bool,
     ) -> Result<v1::SaveJobSettingsReply, ControlError> {
         let checked = jobsettings::check(settings)?;
+        let _one = self.editing.lock().await;
         let listening = self.config().1.webhook.listen;
         jobsettings::check_caller(&checked, privileged, listening)?;
-        let _one = self.editing.lock().await;
         let path = self.config_file();
         let before = Self::read_config_file(&path)?;
         let text = jobsettings::with_job_settings(&before, &checked)?;

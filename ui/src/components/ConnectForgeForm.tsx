@@ -28,6 +28,8 @@ interface Props {
 
 export function ConnectForgeForm({ onSaved, initial, onCancel }: Props) {
   const editing = initial !== undefined;
+  // An edited token forge keeps its stored token when the field is left empty (not one that used an App).
+  const keepsToken = editing && initial.authType === 'token';
   const [f, setF] = useState<ForgeFields>(initial ?? EMPTY_FIELDS);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [busy, setBusy] = useState<'test' | 'save' | null>(null);
@@ -44,7 +46,7 @@ export function ConnectForgeForm({ onSaved, initial, onCancel }: Props) {
 
   /** Validates; on success returns the input to send. */
   function checked() {
-    const found = validate(f, editing);
+    const found = validate(f, keepsToken);
     setErrors(found);
     return Object.keys(found).length === 0 ? toForgeInput(f) : null;
   }
@@ -206,14 +208,14 @@ export function ConnectForgeForm({ onSaved, initial, onCancel }: Props) {
           label={info.secretLabel}
           htmlFor="forge-token"
           error={errors.token}
-          hint={editing ? 'Leave empty to keep the stored one.' : info.secretHint}
+          hint={keepsToken ? 'Leave empty to keep the stored one.' : info.secretHint}
         >
           <input
             id="forge-token"
             type="password"
             autoComplete="off"
             spellcheck={false}
-            placeholder={editing ? 'stored' : undefined}
+            placeholder={keepsToken ? 'stored' : undefined}
             value={f.token}
             onInput={(e) => set('token', e.currentTarget.value)}
           />

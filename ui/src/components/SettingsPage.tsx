@@ -14,7 +14,8 @@ export function SettingsPage() {
   const { state, refresh } = useAppState();
   const providers = state?.health.state === 'connected' ? (state.status?.providers ?? null) : null;
   const refreshSoon = () => void refresh();
-  const [editing, setEditing] = useState<{ name: string; fields: ForgeFields } | null>(null);
+  // `opened` counts Edit clicks: clicking Edit again loads the saved settings afresh.
+  const [editing, setEditing] = useState<{ name: string; fields: ForgeFields; opened: number } | null>(null);
   const [editError, setEditError] = useState<UiError | null>(null);
 
   // A forge removed while being edited: back to connecting one.
@@ -26,7 +27,8 @@ export function SettingsPage() {
   async function edit(name: string) {
     setEditError(null);
     try {
-      setEditing({ name, fields: fromView(await getForge(name)) });
+      const fields = fromView(await getForge(name));
+      setEditing((prev) => ({ name, fields, opened: (prev?.opened ?? 0) + 1 }));
       document.querySelector('#connect-forge')?.scrollIntoView?.({ block: 'start' });
     } catch (e) {
       setEditError(e as UiError);
@@ -44,7 +46,7 @@ export function SettingsPage() {
         <h2>{editing ? `Edit ${editing.name}` : 'Connect a forge'}</h2>
         {editing ? (
           <ConnectForgeForm
-            key={editing.name}
+            key={`${editing.name}#${editing.opened}`}
             initial={editing.fields}
             onSaved={refreshSoon}
             onCancel={() => setEditing(null)}

@@ -124,17 +124,7 @@ export interface ForgeInput {
 }
 
 /** A saved forge as the daemon's config file has it, without secrets (`auth` null: a stored token). */
-export interface ForgeView {
-  kind: ForgeKind;
-  url: string;
-  owner: string;
-  repos: string[];
-  auth: ForgeAuth | null;
-  pollInterval: string | null;
-  webhook: boolean;
-  labels: string[];
-  image: string;
-}
+export type ForgeView = Omit<ForgeInput, 'webhookSecret'>;
 
 export interface TestResult {
   ok: boolean;

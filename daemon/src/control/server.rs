@@ -173,7 +173,7 @@ impl ControlService {
     /// Reads the config file again and applies what can change while running.
     pub(super) async fn reload(&self) -> Result<crate::config::ReloadPlan, ControlError> {
         let (plan, new) = {
-            let guard = self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
+            let guard = self.config();
             let (path, running) = &*guard;
             let new = Config::load(path.as_deref()).map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
             let plan = crate::config::reload_plan(running, &new);
@@ -188,9 +188,7 @@ impl ControlService {
             }),
         };
         if !plan.applied.is_empty() {
-            let mut guard =
-                self.config.lock().map_err(|_| ControlError::InvalidConfig("config lock poisoned".into()))?;
-            crate::config::apply_live(&mut guard.1, &new);
+            crate::config::apply_live(&mut self.config().1, &new);
         }
         if let Some(listener) = listener {
             self.send(Control::Webhooks(listener))?;

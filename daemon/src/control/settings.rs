@@ -140,16 +140,7 @@ impl ControlService {
         let text = forges::without_forge(&Self::read_config_file(&path)?, owner)?
             .ok_or_else(|| ControlError::ProviderNotFound(format!("{name} in {}", path.display())))?;
         forges::write_config(&path, &text)?;
-        let (store, n) = (self.credentials.clone(), name.clone());
-        let deleted = tokio::task::spawn_blocking(move || store.delete(&n)).await;
-        let credential_deleted = match deleted {
-            Ok(Ok(existed)) => existed,
-            Ok(Err(e)) => {
-                tracing::warn!(provider = %name, error = %e, "the forge is removed, but its keyring entry could not be");
-                false
-            }
-            Err(_) => false,
-        };
+        let credential_deleted = self.forget(&name).await;
         self.forget(&webhook_secret_name(&name)).await;
         tracing::info!(provider = %name, credential_deleted, "forge removed");
         self.reload().await?;
@@ -170,15 +161,17 @@ impl ControlService {
             .map_err(|e| ControlError::InvalidConfig(e.to_string()))??)
     }
 
-    /// Deletes a secret that is no longer used; a failure is logged, not returned (the edit is done).
-    async fn forget(&self, name: &str) {
+    /// Deletes a secret that is no longer used; whether one was deleted. A failure is logged, not returned
+    /// (the edit is done).
+    async fn forget(&self, name: &str) -> bool {
         let (store, n) = (self.credentials.clone(), name.to_string());
-        match tokio::task::spawn_blocking(move || store.delete(&n)).await {
-            Ok(Ok(true)) => tracing::info!(credential = %name, "unused secret deleted"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(credential = %name, error = %e, "an unused secret could not be deleted"),
-            Err(e) => tracing::warn!(credential = %name, error = %e, "an unused secret could not be deleted"),
-        }
+        let failed = match tokio::task::spawn_blocking(move || store.delete(&n)).await {
+            Ok(Ok(existed)) => return existed,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(credential = %name, error = %failed, "an unused secret could not be deleted");
+        false
     }
 
     /// The job settings as the config file has them (what a save edits), else as the daemon runs them.

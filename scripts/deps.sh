@@ -10,12 +10,11 @@ fi
 
 # containerd, runc and the CNI plugins run the jobs; iptables and iproute2 shape their network;
 # golang-github-containers-common ships the default seccomp profile; docker-registry and skopeo are the
-# tests' local OCI registry (apache2-utils: htpasswd for its auth); mmdebstrap builds the job image; git copies repositories into jobs;
-# protobuf-compiler builds containerd's API bindings and ours; libdbus-1-dev links the keyring client
-# (Secret Service); gnome-keyring and dbus-daemon give the tests a real Secret Service; systemd's
-# systemctl and systemd-analyze install and verify the service unit (no running systemd is needed).
+# tests' local OCI registry (apache2-utils: htpasswd for its auth); mmdebstrap builds the job image; git copies
+# repositories into jobs; libdbus-1-dev links the keyring client (Secret Service); gnome-keyring and dbus-daemon
+# give the tests a real Secret Service; systemd's systemctl and systemd-analyze install and verify the service unit (no running systemd is needed).
 packages=(containerd runc containernetworking-plugins iptables iproute2 golang-github-containers-common
-          docker-registry skopeo apache2-utils mmdebstrap git ca-certificates protobuf-compiler gcc pkg-config libdbus-1-dev gnome-keyring
+          docker-registry skopeo apache2-utils mmdebstrap git ca-certificates gcc pkg-config libdbus-1-dev gnome-keyring
           dbus-daemon dbus-bin systemd)
 # Installs those of the given apt packages that are missing (also used by deps-desktop.sh).
 apt_install_missing() {

@@ -10,6 +10,47 @@ pub mod v1 {
     tonic::include_proto!("ephemerd.v1");
 }
 
+/// containerd 1.6's API (clients), from the contracts in `containerd/` (feature `containerd`). The module
+/// tree mirrors the protobuf packages, as the generated code refers to its neighbours by relative path.
+#[cfg(feature = "containerd")]
+pub mod ctr {
+    #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
+    pub mod containerd {
+        pub mod types {
+            tonic::include_proto!("containerd.types");
+        }
+        pub mod services {
+            macro_rules! service {
+                ($($name:ident => $package:literal),* $(,)?) => {$(
+                    pub mod $name {
+                        pub mod v1 {
+                            tonic::include_proto!($package);
+                        }
+                    }
+                )*};
+            }
+            service! {
+                containers => "containerd.services.containers.v1",
+                content => "containerd.services.content.v1",
+                diff => "containerd.services.diff.v1",
+                images => "containerd.services.images.v1",
+                introspection => "containerd.services.introspection.v1",
+                leases => "containerd.services.leases.v1",
+                snapshots => "containerd.services.snapshots.v1",
+                tasks => "containerd.services.tasks.v1",
+                version => "containerd.services.version.v1",
+            }
+        }
+    }
+    pub mod google {
+        pub mod rpc {
+            tonic::include_proto!("google.rpc");
+        }
+    }
+    pub use containerd::services::*;
+    pub use containerd::types;
+}
+
 pub use v1::ErrorReason;
 
 impl v1::JobState {
@@ -92,8 +133,14 @@ pub async fn connect(socket: &Path) -> Result<Client, Unavailable> {
     let unavailable = |cause: String| Unavailable { socket: socket.to_path_buf(), cause };
     // Connect once up front, so a missing or dead socket is reported now, with its cause.
     drop(tokio::net::UnixStream::connect(socket).await.map_err(|e| unavailable(e.to_string()))?);
+    let channel = unix_channel(socket).await.map_err(|e| unavailable(e.to_string()))?;
+    Ok(v1::control_client::ControlClient::new(channel))
+}
+
+/// A gRPC channel over the Unix socket at `socket` (each reconnect dials the path again).
+pub async fn unix_channel(socket: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = socket.to_path_buf();
-    let channel = tonic::transport::Endpoint::from_static("http://ephemerd.sock")
+    tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
             async move {
@@ -101,6 +148,4 @@ pub async fn connect(socket: &Path) -> Result<Client, Unavailable> {
             }
         }))
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    Ok(v1::control_client::ControlClient::new(channel))
 }

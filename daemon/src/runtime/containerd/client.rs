@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use containerd_client::services::v1::containers_client::ContainersClient;
-use containerd_client::services::v1::content_client::ContentClient;
-use containerd_client::services::v1::diff_client::DiffClient;
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
-use containerd_client::services::v1::tasks_client::TasksClient;
-use containerd_client::services::v1::{CreateRequest as LeaseCreate, DeleteRequest as LeaseDelete};
+use ephemerd_proto::ctr::containers::v1::containers_client::ContainersClient;
+use ephemerd_proto::ctr::content::v1::content_client::ContentClient;
+use ephemerd_proto::ctr::diff::v1::diff_client::DiffClient;
+use ephemerd_proto::ctr::images::v1::images_client::ImagesClient;
+use ephemerd_proto::ctr::leases::v1::leases_client::LeasesClient;
+use ephemerd_proto::ctr::leases::v1::{CreateRequest as LeaseCreate, DeleteRequest as LeaseDelete};
+use ephemerd_proto::ctr::snapshots::v1::snapshots_client::SnapshotsClient;
+use ephemerd_proto::ctr::tasks::v1::tasks_client::TasksClient;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
@@ -55,7 +55,7 @@ pub struct Containerd {
 
 impl Containerd {
     pub async fn connect(socket: &Path) -> Result<Self, CtrError> {
-        let channel = containerd_client::connect(socket)
+        let channel = ephemerd_proto::unix_channel(socket)
             .await
             .map_err(|source| CtrError::Connect { socket: socket.display().to_string(), source })?;
         Ok(Self { channel })

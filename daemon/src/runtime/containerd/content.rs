@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use containerd_client::services::v1::{Info, ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest};
+use ephemerd_proto::ctr::content::v1::{
+    Info, ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
+};
 use prost_types::FieldMask;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_stream::StreamExt;
@@ -42,7 +44,7 @@ pub struct BlobWriter {
     digest: String,
     size: i64,
     tx: tokio::sync::mpsc::Sender<WriteContentRequest>,
-    responses: tonic::Streaming<containerd_client::services::v1::WriteContentResponse>,
+    responses: tonic::Streaming<WriteContentResponse>,
 }
 
 /// Opens a write of `blob` under `lease`. `Present` means the store has it (it now belongs to the lease

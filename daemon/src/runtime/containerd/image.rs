@@ -8,13 +8,12 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use containerd_client::services::v1::snapshots::{
+use ephemerd_proto::ctr::diff::v1::ApplyRequest;
+use ephemerd_proto::ctr::images::v1::{CreateImageRequest, GetImageRequest, Image as CtrImage, UpdateImageRequest};
+use ephemerd_proto::ctr::snapshots::v1::{
     CommitSnapshotRequest, PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
-use containerd_client::services::v1::{
-    ApplyRequest, CreateImageRequest, GetImageRequest, Image as CtrImage, UpdateImageRequest,
-};
-use containerd_client::types::Descriptor;
+use ephemerd_proto::ctr::types::Descriptor;
 use oci_client::Reference;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
@@ -52,6 +51,21 @@ pub enum ImageError {
     Content(#[from] ContentError),
     #[error(transparent)]
     Ctr(#[from] CtrError),
+}
+
+/// An error with its chain of causes ("error sending request: connection refused"), each said once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Progress of a pull or import: bytes of blobs done out of the total known so far.
@@ -163,7 +177,10 @@ impl Source<'_> {
         match self {
             Source::Registry { client, reference } => {
                 let s = client.pull_blob_stream(reference, blob.digest.as_str()).await.map_err(|e| {
-                    ImageError::Registry { reference: reference.whole(), message: format!("blob {}: {e}", blob.digest) }
+                    ImageError::Registry {
+                        reference: reference.whole(),
+                        message: format!("blob {}: {}", blob.digest, with_causes(&e)),
+                    }
                 })?;
                 Ok(Box::new(tokio_util::io::StreamReader::new(s.stream)))
             }
@@ -257,7 +274,7 @@ impl Images {
         let auth = self.registry_auth(&registry)?;
         let reg_err = |e: oci_client::errors::OciDistributionError| ImageError::Registry {
             reference: name.clone(),
-            message: e.to_string(),
+            message: with_causes(&e),
         };
         info!(image = %name, plain_http = plain, "pulling image");
         let accepted = [MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST, MT_DOCKER_MANIFEST];
@@ -658,6 +675,20 @@ fn scan_archive(path: &Path) -> Result<HashMap<String, (u64, u64)>, ImageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_keep_their_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error sending request")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        assert_eq!(with_causes(&e), "error sending request: connection refused");
+        #[derive(Debug, thiserror::Error)]
+        #[error("blob: connection refused")]
+        struct Repeats(#[source] std::io::Error);
+        let e = Repeats(std::io::Error::other("connection refused"));
+        assert_eq!(with_causes(&e), "blob: connection refused", "a cause already said is not repeated");
+    }
 
     #[test]
     fn chain_ids_follow_the_spec() {

@@ -259,7 +259,10 @@ async fn monitor(launcher: Launcher, child: Child, tx: watch::Sender<Health>, st
             Some(c) => tokio::select! {
                 _ = stop.notified() => {
                     terminate(c).await;
-                    let _ = std::fs::remove_file(&launcher.pid_file);
+                    // containerd removes its gRPC socket on SIGTERM but leaves the ttrpc one.
+                    for f in [&launcher.pid_file, &launcher.socket.with_extension("sock.ttrpc")] {
+                        let _ = std::fs::remove_file(f);
+                    }
                     let _ = tx.send(Health::Stopped);
                     return;
                 }
@@ -342,10 +345,10 @@ pub const REQUIRED_PLUGINS: &[&str] = &[
 ];
 
 async fn check_plugins(socket: &Path) -> Result<(), SupervisorError> {
-    use containerd_client::services::v1::PluginsRequest;
-    use containerd_client::services::v1::introspection_client::IntrospectionClient;
+    use ephemerd_proto::ctr::introspection::v1::PluginsRequest;
+    use ephemerd_proto::ctr::introspection::v1::introspection_client::IntrospectionClient;
     let err = |plugin: &str, message: String| SupervisorError::Plugin { plugin: plugin.to_string(), message };
-    let ch = containerd_client::connect(socket).await.map_err(|e| err("(connection)", e.to_string()))?;
+    let ch = ephemerd_proto::unix_channel(socket).await.map_err(|e| err("(connection)", e.to_string()))?;
     let plugins = IntrospectionClient::new(ch)
         .plugins(PluginsRequest { filters: vec![] })
         .await
@@ -367,11 +370,11 @@ async fn check_plugins(socket: &Path) -> Result<(), SupervisorError> {
 
 /// True when something serves containerd's Version RPC on `socket`.
 pub async fn answers(socket: &Path) -> bool {
-    use containerd_client::services::v1::version_client::VersionClient;
+    use ephemerd_proto::ctr::version::v1::version_client::VersionClient;
     if !socket.exists() {
         return false;
     }
-    let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), containerd_client::connect(socket)).await else {
+    let Ok(Ok(ch)) = tokio::time::timeout(Duration::from_secs(1), ephemerd_proto::unix_channel(socket)).await else {
         return false;
     };
     matches!(tokio::time::timeout(Duration::from_secs(1), VersionClient::new(ch).version(())).await, Ok(Ok(_)))

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use containerd_client::services::v1::container::Runtime as CtrRuntime;
-use containerd_client::services::v1::snapshots::{ListSnapshotsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest};
-use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest, KillRequest,
-    ListContainersRequest, StartRequest, WaitRequest,
+use ephemerd_proto::ctr::containers::v1::container::Runtime as CtrRuntime;
+use ephemerd_proto::ctr::containers::v1::{
+    Container, CreateContainerRequest, DeleteContainerRequest, ListContainersRequest,
 };
-use containerd_client::types::Mount;
+use ephemerd_proto::ctr::snapshots::v1::{ListSnapshotsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest};
+use ephemerd_proto::ctr::tasks::v1::{CreateTaskRequest, DeleteTaskRequest, KillRequest, StartRequest, WaitRequest};
+use ephemerd_proto::ctr::types::Mount;
 use prost_types::Any;
 use tokio_stream::StreamExt;
 

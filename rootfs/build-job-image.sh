@@ -23,7 +23,7 @@
 set -euo pipefail
 
 readonly SUITE=bookworm
-readonly PACKAGES=bash,git,curl,ca-certificates,tar,gzip
+readonly PACKAGES=bash,git,curl,ca-certificates,tar,gzip,iputils-ping
 readonly IMAGE_NAME=localhost/ephemerd/job:bookworm
 readonly IMAGE_REF=bookworm
 
@@ -231,6 +231,9 @@ mmdeb_args+=(
     --customize-hook='find "$1/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true'
     --customize-hook='rm -rf "$1"/usr/share/man/* "$1"/usr/share/groff/* "$1"/usr/share/info/* "$1"/usr/share/lintian/* "$1"/usr/share/linda/* "$1"/usr/share/locale/*'
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old "$1"/var/log/apt/* "$1"/var/log/*.log'
+    # ping ships with file capability cap_net_raw, which jobs never get: exec of such a file fails (EPERM).
+    # Without it ping uses an ICMP datagram socket, which ephemerd's net.ipv4.ping_group_range allows.
+    --customize-hook='cp "$1/usr/bin/ping" "$1/usr/bin/ping.plain" && mv "$1/usr/bin/ping.plain" "$1/usr/bin/ping"'
     # Do not leak the build host's DNS/hostname; the container runtime provides them.
     --customize-hook='rm -f "$1/etc/resolv.conf" "$1/etc/hostname"'
 )

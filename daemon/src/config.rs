@@ -217,6 +217,9 @@ pub struct SecurityConfig {
     /// Path to a seccomp profile in the containers/Docker JSON format, or `"unconfined"`. By default the
     /// bundle's `seccomp.json`, else the distribution's `/usr/share/containers/seccomp.json`.
     pub seccomp_profile: Option<String>,
+    /// Let jobs create namespaces (`unshare`, `clone` with CLONE_NEW*), as rootless container tools inside
+    /// a job need. Off by default: a user namespace gives a job every capability over what it mounts.
+    pub allow_nested_namespaces: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -322,6 +325,11 @@ impl Ipv4Net {
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & Self::mask(self.prefix) == u32::from(self.addr)
+    }
+
+    /// Whether the two networks share an address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
     }
 }
 

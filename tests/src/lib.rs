@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod fake_github;
+pub mod rig;
 pub mod secret_service;
 pub mod webdriver;
 
@@ -174,6 +175,7 @@ impl Drop for Registry {
 
 /// What of ours is still in the world for a data dir (empty when all is clean).
 pub fn leftovers(data_dir: &Path) -> Vec<String> {
+    let instance = ephemerd::runtime::instance::Instance::at(data_dir);
     let mut out = Vec::new();
     let list = |d: PathBuf| -> Vec<String> {
         std::fs::read_dir(&d)
@@ -186,38 +188,47 @@ pub fn leftovers(data_dir: &Path) -> Vec<String> {
     for n in list(data_dir.join("jobs")) {
         out.push(format!("job dir {n}"));
     }
-    for n in list(data_dir.join("cni/ipam/ephemerd")) {
+    for n in list(data_dir.join("cni/ipam").join(instance.cni_network())) {
         if n.parse::<std::net::Ipv4Addr>().is_ok() {
             out.push(format!("IP lease {n}"));
         }
     }
-    let rules = Command::new("iptables")
-        .args(["-w", "-S"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for l in rules.lines() {
-        if l.contains("ephemerd-job=") || l.contains("EPHEMERD-") {
+    let (chains, tag) = ([instance.chain_input(), instance.chain_forward()], instance.tag_prefix());
+    for l in iptables(&["-S"]).lines() {
+        if l.contains(&tag) || chains.iter().any(|c| l.contains(c.as_str())) {
             out.push(format!("iptables: {l}"));
         }
     }
-    let nat = Command::new("iptables")
-        .args(["-w", "-t", "nat", "-S"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    for l in nat.lines() {
-        if l.contains(TEST_SUBNET.split('/').next().unwrap_or("-")) || l.contains("10.232.0.") {
+    for l in iptables(&["-t", "nat", "-S"]).lines() {
+        if l.contains(&instance.nat_tag()) {
             out.push(format!("iptables nat: {l}"));
         }
     }
-    // Processes still running in a job's cgroup.
-    for n in list(PathBuf::from("/sys/fs/cgroup/pids/ephemerd")) {
-        if n.starts_with('j') {
-            out.push(format!("cgroup {n}"));
+    for n in list(PathBuf::from("/sys/class/net")) {
+        let alias = std::fs::read_to_string(format!("/sys/class/net/{n}/ifalias")).unwrap_or_default();
+        if instance.owns_alias(alias.trim()) {
+            out.push(format!("bridge {n}"));
         }
     }
+    // The instance's cgroups: a job's (a process may still run in it) or the parent itself.
+    for dir in instance.cgroup_parent_dirs() {
+        out.push(format!(
+            "cgroup {} ({:?})",
+            dir.display(),
+            list(dir.clone()).iter().filter(|n| n.starts_with('j')).collect::<Vec<_>>()
+        ));
+    }
     out
+}
+
+/// `iptables -w <args>`'s output ("" when it cannot run).
+pub fn iptables(args: &[&str]) -> String {
+    Command::new("iptables")
+        .arg("-w")
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether a process whose command line contains `needle` runs.

@@ -11,88 +11,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ephemerd::config::{ByteSize, Config, Limits};
-use ephemerd::platform::DataDirs;
-use ephemerd::runtime::binaries::SearchPath;
+use ephemerd::config::{ByteSize, Limits};
+use ephemerd::runtime::Exit;
+use ephemerd::runtime::containerd::Progress;
 use ephemerd::runtime::containerd::spec::Bind;
 use ephemerd::runtime::containerd::supervisor::Health;
-use ephemerd::runtime::containerd::{Binaries, Containerd, Image, Progress, Supervisor, task};
-use ephemerd::runtime::{Exit, JobSpec, Runtime, new_job_id};
-use ephemerd::store::Store;
+use ephemerd_e2e::rig::Rig;
 use ephemerd_e2e::*;
-
-struct Rig {
-    dir: tempfile::TempDir,
-    dirs: DataDirs,
-    sup: Supervisor,
-    ctr: Containerd,
-    rt: Runtime,
-}
-
-impl Rig {
-    async fn start(extra: &str) -> Rig {
-        let dir = short_tempdir();
-        let cfg = Config::parse(&config_text(extra)).unwrap();
-        cfg.validate().unwrap();
-        let dirs = DataDirs::new(dir.path());
-        let bins = Binaries::find(&SearchPath::for_executables(None)).unwrap();
-        let sup = Supervisor::start(&dirs, bins, Duration::from_secs(30)).await.unwrap();
-        let ctr = Containerd::connect(sup.socket()).await.unwrap();
-        let store = Store::open(&dirs.journal()).unwrap();
-        let rt = Runtime::new(&cfg, dirs.clone(), ctr.clone(), store).unwrap();
-        Rig { dir, dirs, sup, ctr, rt }
-    }
-
-    async fn import_job_image(&self) -> Image {
-        let archive = job_image_archive().unwrap();
-        let imgs = self.rt.images.import(&archive, &|_| {}).await.unwrap();
-        imgs.into_iter().next().unwrap()
-    }
-
-    /// Runs `script` with bash in a fresh container; returns how it ended and its log.
-    async fn run(&self, image: &Image, script: &str, limits: Option<Limits>, binds: Vec<Bind>) -> (Exit, String) {
-        let id = new_job_id();
-        self.rt.begin(&id, &image.name).unwrap();
-        let spec = JobSpec {
-            id: id.clone(),
-            image: image.clone(),
-            args: Some(vec!["bash".into(), "-c".into(), script.into()]),
-            env: vec![("FROM_JOB".into(), "yes".into())],
-            workdir: None,
-            binds,
-            limits,
-            endpoints: vec![],
-        };
-        let r = async {
-            self.rt.create(&spec).await?;
-            self.rt.start(&id).await?;
-            self.rt.wait(&id).await
-        }
-        .await;
-        self.rt.destroy(&id).await.unwrap();
-        // Idempotent: a second destroy finds nothing to do.
-        self.rt.destroy(&id).await.unwrap();
-        let log = std::fs::read_to_string(self.rt.log_path(&id)).unwrap();
-        (r.unwrap(), log)
-    }
-
-    async fn assert_clean(&self) {
-        let mut left = leftovers(self.dir.path());
-        for c in task::owned_containers(&self.ctr).await.unwrap() {
-            left.push(format!("container {c}"));
-        }
-        for s in task::owned_snapshots(&self.ctr).await.unwrap() {
-            left.push(format!("snapshot {s}"));
-        }
-        assert!(left.is_empty(), "left behind: {left:#?}");
-    }
-
-    async fn stop(self) {
-        self.rt.shutdown().await.unwrap();
-        self.assert_clean().await;
-        self.sup.stop().await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_with_progress_then_run_exit_code_and_log() {
@@ -123,6 +48,16 @@ async fn pull_with_progress_then_run_exit_code_and_log() {
         rig.run(&image, "echo to-stdout; echo to-stderr >&2; echo \"env:$FROM_JOB\"; exit 3", None, vec![]).await;
     assert_eq!(exit, Exit { code: 3, oom_killed: false });
     assert!(log.contains("to-stdout") && log.contains("to-stderr") && log.contains("env:yes"), "{log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_from_a_registry_that_is_not_there_says_why() {
+    let _s = serial();
+    let rig = Rig::start("").await;
+    let port = free_port();
+    let err = rig.rt.images.pull(&format!("127.0.0.1:{port}/nothing:here"), &|_| {}).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.to_lowercase().contains("connection refused"), "{err}");
     rig.stop().await;
 }
 

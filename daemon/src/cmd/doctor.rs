@@ -147,6 +147,19 @@ fn privileges() -> Vec<Check> {
 }
 
 fn seccomp(cfg: &Config) -> Check {
+    let c = seccomp_profile(cfg);
+    if cfg.security.allow_nested_namespaces && c.level == Level::Ok {
+        return check(
+            "seccomp",
+            Level::Warn,
+            format!("{}, but jobs may create namespaces (security.allow_nested_namespaces)", c.detail),
+            Some("remove the setting unless jobs run rootless container tools"),
+        );
+    }
+    c
+}
+
+fn seccomp_profile(cfg: &Config) -> Check {
     if let Some(p) = &cfg.security.seccomp_profile {
         if p == "unconfined" {
             return check("seccomp", Level::Warn, "unconfined (security.seccomp_profile)", Some("remove the setting"));
@@ -168,6 +181,25 @@ fn seccomp(cfg: &Config) -> Check {
             "no default profile found",
             Some("apt install golang-github-containers-common"),
         ),
+    }
+}
+
+/// Whether this instance may use its configured bridge and subnet.
+fn bridge(cfg: &Config, dirs: &DataDirs) -> Check {
+    use ephemerd::runtime::network::bridge::{Bridge, Claim};
+    let instance = ephemerd::runtime::instance::Instance::of(dirs);
+    let b = Bridge::new(&cfg.network.bridge, cfg.subnet(), instance.clone());
+    let what = format!("{} ({}), peers isolated by bridge port isolation", cfg.network.bridge, cfg.subnet());
+    match b.inspect() {
+        Ok(Claim::Ours) => check("job network", Level::Ok, format!("{what}; instance {}", instance.id()), None),
+        Ok(Claim::Absent) => check("job network", Level::Ok, format!("{what}; made with the first job"), None),
+        Ok(Claim::TakeOver) => check(
+            "job network",
+            Level::Ok,
+            format!("{what}; left unused by an ephemerd that is gone: taken over"),
+            None,
+        ),
+        Err(e) => check("job network", Level::Fail, e.to_string(), Some("set network.bridge and network.subnet")),
     }
 }
 
@@ -307,6 +339,7 @@ pub async fn run(cfg: &Config, dirs: &DataDirs, socket: &Path, json_out: bool) -
     checks.push(cgroups());
     checks.extend(privileges());
     checks.push(seccomp(cfg));
+    checks.push(bridge(cfg, dirs));
     checks.push(disk(dirs));
     checks.push(
         tokio::task::spawn_blocking(keyring)

@@ -4,6 +4,7 @@
 
 pub mod binaries;
 pub mod containerd;
+pub mod instance;
 pub mod network;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use crate::store::{ResourceKind, Store, StoreError};
 use binaries::SearchPath;
 use containerd::spec::{self, Bind, Overlay, SpecInput};
 use containerd::{Containerd, CtrError, Image, ImageError, Images, task};
+use instance::Instance;
 use network::cni::{Cni, CniError};
 use network::firewall::{Firewall, FirewallError, Policy};
 use network::netns;
@@ -101,6 +103,7 @@ pub struct Runtime {
     seccomp: Option<Value>,
     runner_dir: Option<PathBuf>,
     swap_accounting: bool,
+    instance: Instance,
 }
 
 /// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
@@ -117,7 +120,9 @@ impl Runtime {
     pub fn new(cfg: &Config, dirs: DataDirs, ctr: Containerd, store: Store) -> Result<Self, RuntimeError> {
         let search = SearchPath::for_cni(cfg.network.cni_bin_dir.as_deref());
         let subnet = cfg.subnet();
-        let cni = Cni::new(&search, &cfg.network.bridge, subnet, dirs.ipam_dir(), dirs.cni_dir().join("results"))?;
+        let instance = Instance::of(&dirs);
+        let cni =
+            Cni::new(&search, &instance, &cfg.network.bridge, subnet, dirs.ipam_dir(), dirs.cni_dir().join("results"))?;
         let policy = Policy {
             dns: network::resolvers(&cfg.network.dns),
             host_ports: cfg.network.allow_host_ports.clone(),
@@ -129,6 +134,7 @@ impl Runtime {
             cfg.security.seccomp_profile.as_deref(),
             &containerd::seccomp::default_locations(bundle.as_deref()),
             &spec::default_cap_names(),
+            cfg.security.allow_nested_namespaces,
         )?;
         if let Some(r) = &cfg.runner.dir {
             if !r.is_dir() {
@@ -142,7 +148,8 @@ impl Runtime {
             images,
             store,
             cni,
-            firewall: Firewall::new(subnet, &cfg.network.bridge),
+            firewall: Firewall::new(instance.clone(), subnet, &cfg.network.bridge),
+            instance,
             policy,
             limits: cfg.limits.clone(),
             seccomp,
@@ -234,7 +241,8 @@ impl Runtime {
             limits: job.limits.clone().unwrap_or_else(|| self.limits.clone()),
             swap_accounting: self.swap_accounting,
             seccomp: self.seccomp.clone(),
-            cgroups_path: format!("/ephemerd/{id}"),
+            cgroups_path: format!("{}/{id}", self.instance.cgroup_parent()),
+            host_ipv6: Path::new("/proc/sys/net/ipv6").exists(),
         };
         let spec = spec::build(&input)?;
         let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Io {
@@ -270,7 +278,7 @@ impl Runtime {
     /// Waits for the job's process to end and records how.
     pub async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
         let code = task::wait(&self.ctr, id).await?;
-        let oom_killed = oom_kills(id) > 0;
+        let oom_killed = oom_kills(&self.instance, id) > 0;
         self.store.set_exited(id, i64::from(code), oom_killed)?;
         Ok(Exit { code, oom_killed })
     }
@@ -283,6 +291,11 @@ impl Runtime {
     /// Removes everything the journal says the job owns, newest first. Idempotent; a resource that cannot be
     /// removed stays in the journal for the next attempt.
     pub async fn destroy(&self, id: &str) -> Result<(), RuntimeError> {
+        self.destroy_counted(id, &mut Reconciled::default()).await
+    }
+
+    /// [`Runtime::destroy`], counting what it removed into `removed`.
+    async fn destroy_counted(&self, id: &str, removed: &mut Reconciled) -> Result<(), RuntimeError> {
         let mut errors: Vec<String> = Vec::new();
         let mut lap = Lap::new(id);
         for r in self.store.resources(id)? {
@@ -298,7 +311,17 @@ impl Runtime {
             };
             lap.lap(r.kind.as_str());
             match outcome {
-                Ok(()) => self.store.remove_resource(id, r.kind, &r.name)?,
+                Ok(()) => {
+                    self.store.remove_resource(id, r.kind, &r.name)?;
+                    *match r.kind {
+                        ResourceKind::Container => &mut removed.containers,
+                        ResourceKind::Snapshot => &mut removed.snapshots,
+                        ResourceKind::Firewall => &mut removed.firewall,
+                        ResourceKind::Cni => &mut removed.leases,
+                        ResourceKind::Netns => &mut removed.netns,
+                        ResourceKind::Dir => &mut removed.dirs,
+                    } += 1;
+                }
                 Err(e) => {
                     warn!(job = id, kind = r.kind.as_str(), name = %r.name, error = %e, "cannot remove job resource");
                     errors.push(format!("{} {}: {e}", r.kind.as_str(), r.name));
@@ -314,9 +337,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// Takes down what jobs share (firewall chains, NAT rule) once no job needs it any more.
+    /// Takes down what the instance's jobs share (firewall chains, NAT rule, the bridge, the cgroup parent)
+    /// once none of its jobs needs it any more.
     pub async fn shutdown(&self) -> Result<(), RuntimeError> {
-        Ok(self.firewall.teardown_if_idle().await?)
+        self.firewall.teardown_if_idle().await?;
+        self.cni.remove_bridge_if_idle().await?;
+        self.instance.remove_cgroup_parents();
+        Ok(())
     }
 
     /// Removes everything of ours that belongs to no job in `live`: journalled jobs first, then anything
@@ -327,7 +354,7 @@ impl Runtime {
             if live.contains(&job.id) {
                 continue;
             }
-            if let Err(e) = self.destroy(&job.id).await {
+            if let Err(e) = self.destroy_counted(&job.id, &mut rep).await {
                 warn!(job = %job.id, error = %e, "reconcile: job not fully cleaned");
             }
             rep.jobs.push(job.id);
@@ -369,6 +396,9 @@ impl Runtime {
                 rep.dirs += 1;
             }
         }
+        if live.is_empty() {
+            self.cni.remove_bridge_if_idle().await?;
+        }
         if !rep.is_empty() {
             info!(?rep, "removed what an earlier run left behind");
         }
@@ -406,10 +436,11 @@ fn remove_dir(p: &Path) -> std::io::Result<()> {
 }
 
 /// The number of OOM kills in the job's memory cgroup (v1 or v2), read before the task is deleted.
-fn oom_kills(id: &str) -> u64 {
+fn oom_kills(instance: &Instance, id: &str) -> u64 {
+    let parent = instance.cgroup_parent();
     let candidates = [
-        (format!("/sys/fs/cgroup/memory/ephemerd/{id}/memory.oom_control"), "oom_kill "),
-        (format!("/sys/fs/cgroup/ephemerd/{id}/memory.events"), "oom_kill "),
+        (format!("/sys/fs/cgroup/memory{parent}/{id}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup{parent}/{id}/memory.events"), "oom_kill "),
     ];
     for (path, key) in candidates {
         if let Ok(text) = std::fs::read_to_string(&path) {

@@ -1,8 +1,9 @@
 //! The OCI runtime spec of a job container, as a pure function of the job's inputs: image config (env, user,
 //! workdir, entrypoint), a default capability set without SYS_ADMIN, NET_ADMIN, NET_RAW or MKNOD, the
-//! seccomp profile, cgroup limits, the job's network namespace, its per-job files and the runner overlay.
+//! seccomp profile, cgroup limits, the job's network namespace (IPv6 off, unprivileged ping on), its
+//! per-job files and the runner overlay.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use oci_spec::image::ImageConfiguration;
@@ -86,6 +87,23 @@ pub struct SpecInput<'a> {
     pub swap_accounting: bool,
     pub seccomp: Option<Value>,
     pub cgroups_path: String,
+    /// Whether the host kernel has IPv6 (its sysctls exist only then).
+    pub host_ipv6: bool,
+}
+
+/// The job network's sysctls (runc writes them in the job's network namespace before the job starts).
+/// IPv6 is off on `eth0` and on any interface made later: the firewall speaks IPv4 only, so a job gets no
+/// IPv6 route to the host or its peers (not even link-local). Loopback keeps `::1`. Any gid may open ICMP
+/// echo sockets, so `ping` works without CAP_NET_RAW.
+pub fn job_sysctls(attached: bool, host_ipv6: bool) -> HashMap<String, String> {
+    let mut s = HashMap::from([("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string())]);
+    if host_ipv6 {
+        s.insert("net.ipv6.conf.default.disable_ipv6".into(), "1".into());
+        if attached {
+            s.insert("net.ipv6.conf.eth0.disable_ipv6".into(), "1".into());
+        }
+    }
+    s
 }
 
 fn parse_user(user: &str) -> Result<(u32, u32), SpecError> {
@@ -239,6 +257,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .namespaces(namespaces)
         .resources(resources.build().map_err(build_err)?)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
+        .sysctl(job_sysctls(input.netns.is_some(), input.host_ipv6))
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths());
     if let Some(s) = seccomp {
@@ -281,6 +300,7 @@ mod tests {
             swap_accounting: true,
             seccomp: Some(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []})),
             cgroups_path: "/ephemerd/job-1".into(),
+            host_ipv6: true,
         }
     }
 
@@ -323,6 +343,17 @@ mod tests {
         let ws = mounts.iter().find(|m| m["destination"] == "/workspace").unwrap();
         assert!(ws["options"].as_array().unwrap().iter().any(|o| o == "rw"));
         assert!(mounts.iter().any(|m| m["destination"] == "/proc"));
+        let cgroup = mounts.iter().find(|m| m["destination"] == "/sys/fs/cgroup").unwrap();
+        assert!(cgroup["options"].as_array().unwrap().iter().any(|o| o == "ro"), "the job's cgroup is read-only");
+        assert_eq!(v["linux"]["sysctl"]["net.ipv6.conf.eth0.disable_ipv6"], "1");
+        assert_eq!(v["linux"]["sysctl"]["net.ipv6.conf.default.disable_ipv6"], "1");
+        assert_eq!(v["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 2147483647");
+    }
+
+    #[test]
+    fn sysctls_follow_the_network_and_the_host() {
+        assert!(!job_sysctls(false, true).contains_key("net.ipv6.conf.eth0.disable_ipv6"), "no eth0 without a network");
+        assert_eq!(job_sysctls(true, false).len(), 1, "no IPv6 keys on a kernel without IPv6");
     }
 
     #[test]

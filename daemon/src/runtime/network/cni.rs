@@ -1,6 +1,8 @@
 //! CNI, spoken directly: the plugins (`loopback`, then `bridge` + `host-local`) are executed
 //! with the CNI environment and their config on stdin, chaining `prevResult` as the spec says. The ADD
-//! result is cached per job so DEL can hand it back; leases live in our own IPAM dir.
+//! result is cached per job so DEL can hand it back; leases live in our own IPAM dir. Each job's port on the
+//! bridge is isolated (the kernel forwards no frame between two isolated ports), so jobs cannot reach each
+//! other over the bridge in any protocol, whether or not `br_netfilter` shows bridged frames to iptables.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -10,20 +12,25 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::bridge::{Bridge, BridgeError};
 use crate::config::Ipv4Net;
 use crate::runtime::binaries::{NotFound, SearchPath};
+use crate::runtime::instance::Instance;
 
-pub const NETWORK_NAME: &str = "ephemerd";
 const CNI_VERSION: &str = "1.0.0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
     #[error(transparent)]
     Plugin(#[from] NotFound),
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
     #[error("CNI {command} {plugin} for {id}: {message}")]
     Exec { command: &'static str, plugin: String, id: String, message: String },
     #[error("CNI result for {id} has no IPv4 address")]
     NoAddress { id: String },
+    #[error("cannot isolate {id}'s bridge port {port} from its peers (needs Linux 4.18 and iproute2): {message}")]
+    Isolate { id: String, port: String, message: String },
 }
 
 /// What the job got from the network.
@@ -41,11 +48,15 @@ pub struct Cni {
     results_dir: PathBuf,
     pub subnet: Ipv4Net,
     ipam_dir: PathBuf,
+    bridge: Bridge,
+    /// The CNI network name: the instance's, so its leases sit apart from any other instance's.
+    network: String,
 }
 
 impl Cni {
     pub fn new(
         search: &SearchPath,
+        instance: &Instance,
         bridge: &str,
         subnet: Ipv4Net,
         ipam_dir: PathBuf,
@@ -77,7 +88,16 @@ impl Cni {
                 "dataDir": ipam_dir.display().to_string(),
             },
         })];
-        Ok(Self { plugin_dir, loopback: json!({ "type": "loopback" }), chain, results_dir, subnet, ipam_dir })
+        Ok(Self {
+            plugin_dir,
+            loopback: json!({ "type": "loopback" }),
+            chain,
+            results_dir,
+            subnet,
+            ipam_dir,
+            bridge: Bridge::new(bridge, subnet, instance.clone()),
+            network: instance.cni_network(),
+        })
     }
 
     fn result_path(&self, id: &str) -> PathBuf {
@@ -87,16 +107,24 @@ impl Cni {
     /// Attaches the namespace at `netns` to the job network.
     pub async fn add(&self, id: &str, netns: &Path) -> Result<Attachment, CniError> {
         std::fs::create_dir_all(&self.results_dir).ok();
+        self.bridge.claim()?;
         self.exec("ADD", id, netns, "lo", "lo", &self.loopback, None).await?;
         let mut prev: Option<Value> = None;
         for conf in &self.chain {
-            let out = self.exec("ADD", id, netns, "eth0", NETWORK_NAME, conf, prev.as_ref()).await?;
+            let out = self.exec("ADD", id, netns, "eth0", &self.network, conf, prev.as_ref()).await?;
             prev = Some(out);
         }
         let result = prev.unwrap_or(Value::Null);
         // Cached for DEL; written before anything else can fail.
         let _ = std::fs::write(self.result_path(id), result.to_string());
-        parse_attachment(&result).ok_or_else(|| CniError::NoAddress { id: id.to_string() })
+        let attachment = parse_attachment(&result).ok_or_else(|| CniError::NoAddress { id: id.to_string() })?;
+        let port = host_port(&result, self.bridge.name()).ok_or_else(|| CniError::Isolate {
+            id: id.to_string(),
+            port: "(none)".into(),
+            message: "the bridge plugin's result names no host-side interface".into(),
+        })?;
+        isolate_port(id, &port).await?;
+        Ok(attachment)
     }
 
     /// Detaches the job: DEL through the chain in reverse, with the cached result (or one rebuilt from the
@@ -109,7 +137,7 @@ impl Cni {
         let netns_arg: &Path = if netns.exists() { netns } else { Path::new("") };
         let mut first_err = None;
         for conf in self.chain.iter().rev() {
-            if let Err(e) = self.exec("DEL", id, netns_arg, "eth0", NETWORK_NAME, conf, prev.as_ref()).await {
+            if let Err(e) = self.exec("DEL", id, netns_arg, "eth0", &self.network, conf, prev.as_ref()).await {
                 first_err.get_or_insert(e);
             }
         }
@@ -127,7 +155,7 @@ impl Cni {
 
     /// Every lease: (address, owning container id).
     pub fn leases(&self) -> Vec<(Ipv4Addr, String)> {
-        let dir = self.ipam_dir.join(NETWORK_NAME);
+        let dir = self.ipam_dir.join(&self.network);
         let Ok(rd) = std::fs::read_dir(&dir) else { return Vec::new() };
         rd.flatten()
             .filter_map(|e| {
@@ -136,6 +164,11 @@ impl Cni {
                 Some((ip, text.lines().next()?.trim().to_string()))
             })
             .collect()
+    }
+
+    /// Deletes the bridge once no job of ours is on it.
+    pub async fn remove_bridge_if_idle(&self) -> Result<(), CniError> {
+        Ok(self.bridge.remove_if_idle().await?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -194,6 +227,37 @@ impl Cni {
     }
 }
 
+/// The host end of the job's veth pair: the result's interface that is neither the bridge nor in a sandbox.
+fn host_port(result: &Value, bridge: &str) -> Option<String> {
+    result["interfaces"].as_array()?.iter().find_map(|i| {
+        let name = i["name"].as_str()?;
+        (name != bridge && i.get("sandbox").is_none_or(|s| s.as_str().is_none_or(str::is_empty)))
+            .then(|| name.to_string())
+    })
+}
+
+/// Marks `port` isolated on its bridge (IFLA_BRPORT_ISOLATED), and reads it back.
+async fn isolate_port(id: &str, port: &str) -> Result<(), CniError> {
+    let err = |message: String| CniError::Isolate { id: id.to_string(), port: port.to_string(), message };
+    let out = Command::new("ip")
+        .args(["link", "set", "dev", port, "type", "bridge_slave", "isolated", "on"])
+        .output()
+        .await
+        .map_err(|e| err(format!("cannot run ip: {e}")))?;
+    if !out.status.success() {
+        return Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+    }
+    let shown = Command::new("ip")
+        .args(["-d", "link", "show", "dev", port])
+        .output()
+        .await
+        .map_err(|e| err(format!("cannot run ip: {e}")))?;
+    if !String::from_utf8_lossy(&shown.stdout).contains("isolated on") {
+        return Err(err("the kernel did not keep the flag".into()));
+    }
+    Ok(())
+}
+
 fn parse_attachment(result: &Value) -> Option<Attachment> {
     result["ips"].as_array()?.iter().find_map(|ip| {
         let addr = ip["address"].as_str()?.split('/').next()?.parse::<Ipv4Addr>().ok()?;
@@ -224,6 +288,11 @@ mod tests {
             Some(Attachment { ip: Ipv4Addr::new(10, 231, 0, 7), gateway: Ipv4Addr::new(10, 231, 0, 1) })
         );
         assert_eq!(parse_attachment(&json!({})), None);
+        assert_eq!(host_port(&r, "ephemerd0").as_deref(), Some("veth1"));
+        assert_eq!(
+            host_port(&json!({"interfaces":[{"name":"ephemerd0"},{"name":"eth0","sandbox":"/x"}]}), "ephemerd0"),
+            None
+        );
         let s = synth_result(Ipv4Addr::new(10, 231, 0, 9), Ipv4Net::parse("10.231.0.0/16").unwrap());
         assert_eq!(parse_attachment(&s).unwrap().ip, Ipv4Addr::new(10, 231, 0, 9));
     }

@@ -1,8 +1,10 @@
-//! Egress rules for job containers, in two chains of our own hooked first into INPUT and FORWARD, plus one
-//! MASQUERADE rule for the job subnet: a job may reach DNS, the host ports and private ranges explicitly
-//! allowed, and the internet; the host's other ports and every other private range are refused. Every
-//! job rule carries a comment naming its job, so a job's rules (and leftovers of a crashed daemon) are
-//! found and removed by that tag. Changes go through `iptables-restore --noflush` in one batch.
+//! Egress rules for job containers, in two chains of the instance's own hooked first into INPUT and FORWARD,
+//! plus one MASQUERADE rule for its job subnet: a job may reach DNS, the host ports and private ranges
+//! explicitly allowed, and the internet; the host's other ports, its peers and every other private range are
+//! refused. Every job rule carries a comment naming the instance and the job, so a job's rules (and
+//! leftovers of a crashed daemon) are found and removed by that tag, and never another instance's.
+//! Changes go through `iptables-restore --noflush` in one batch. IPv4 only: jobs have no IPv6 (see
+//! `containerd::spec::job_sysctls`).
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -12,11 +14,7 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 
 use crate::config::Ipv4Net;
-
-pub const CHAIN_INPUT: &str = "EPHEMERD-INPUT";
-pub const CHAIN_FORWARD: &str = "EPHEMERD-FORWARD";
-const TAG_PREFIX: &str = "ephemerd-job=";
-const NAT_TAG: &str = "ephemerd-nat";
+use crate::runtime::instance::Instance;
 
 /// Destinations no job may reach unless allowed: private, shared, link-local and multicast ranges.
 pub const BLOCKED_RANGES: &[&str] =
@@ -39,69 +37,81 @@ pub struct Policy {
     pub endpoints: Vec<Ipv4Addr>,
 }
 
-pub fn tag(job_id: &str) -> String {
-    format!("{TAG_PREFIX}{job_id}")
-}
-
 /// The rules for one job, as `-A chain ...` lines of the filter table (pure; tested below).
-pub fn job_rules(job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<String> {
+pub fn job_rules(inst: &Instance, subnet: Ipv4Net, job_id: &str, ip: Ipv4Addr, p: &Policy) -> Vec<String> {
     let src = format!("{ip}/32");
-    let t = tag(job_id);
+    let t = inst.job_tag(job_id);
+    let (chain_input, chain_forward) = (inst.chain_input(), inst.chain_forward());
+    let (chain_input, chain_forward) = (chain_input.as_str(), chain_forward.as_str());
     let rule = |chain: &str, rest: &str| format!("-A {chain} -s {src} {rest} -m comment --comment {t}");
     let mut out = Vec::new();
-    // To the host itself.
+    // To the host itself: answers to what the host opened, then what the policy allows.
+    out.push(rule(chain_input, "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
     for d in &p.dns {
         for proto in ["udp", "tcp"] {
-            out.push(rule(CHAIN_INPUT, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
+            out.push(rule(chain_input, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
         }
     }
     for port in &p.host_ports {
-        out.push(rule(CHAIN_INPUT, &format!("-p tcp --dport {port} -j ACCEPT")));
+        out.push(rule(chain_input, &format!("-p tcp --dport {port} -j ACCEPT")));
     }
     for e in &p.endpoints {
-        out.push(rule(CHAIN_INPUT, &format!("-d {e}/32 -j ACCEPT")));
+        out.push(rule(chain_input, &format!("-d {e}/32 -j ACCEPT")));
     }
-    out.push(rule(CHAIN_INPUT, "-p tcp -j REJECT --reject-with tcp-reset"));
-    out.push(rule(CHAIN_INPUT, "-j REJECT --reject-with icmp-port-unreachable"));
-    // Through the host.
+    out.push(rule(chain_input, "-p tcp -j REJECT --reject-with tcp-reset"));
+    out.push(rule(chain_input, "-j REJECT --reject-with icmp-port-unreachable"));
+    // Through the host. Never to a peer, whatever the allow list says: routed through the gateway, or
+    // bridged when br_netfilter shows bridged frames to iptables (the bridge ports are isolated anyway).
+    out.push(rule(chain_forward, &format!("-d {subnet} -p tcp -j REJECT --reject-with tcp-reset")));
+    out.push(rule(chain_forward, &format!("-d {subnet} -j REJECT --reject-with icmp-net-prohibited")));
     for d in &p.dns {
         for proto in ["udp", "tcp"] {
-            out.push(rule(CHAIN_FORWARD, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
+            out.push(rule(chain_forward, &format!("-d {d}/32 -p {proto} --dport 53 -j ACCEPT")));
         }
     }
     for a in &p.allow {
-        out.push(rule(CHAIN_FORWARD, &format!("-d {a} -j ACCEPT")));
+        out.push(rule(chain_forward, &format!("-d {a} -j ACCEPT")));
     }
     for e in &p.endpoints {
-        out.push(rule(CHAIN_FORWARD, &format!("-d {e}/32 -j ACCEPT")));
+        out.push(rule(chain_forward, &format!("-d {e}/32 -j ACCEPT")));
     }
     for r in BLOCKED_RANGES {
-        out.push(rule(CHAIN_FORWARD, &format!("-d {r} -p tcp -j REJECT --reject-with tcp-reset")));
-        out.push(rule(CHAIN_FORWARD, &format!("-d {r} -j REJECT --reject-with icmp-net-prohibited")));
+        out.push(rule(chain_forward, &format!("-d {r} -p tcp -j REJECT --reject-with tcp-reset")));
+        out.push(rule(chain_forward, &format!("-d {r} -j REJECT --reject-with icmp-net-prohibited")));
     }
     // Everything else out, and the answers back in (whatever the FORWARD policy).
-    out.push(rule(CHAIN_FORWARD, "-j ACCEPT"));
+    out.push(rule(chain_forward, "-j ACCEPT"));
     out.push(format!(
-        "-A {CHAIN_FORWARD} -d {src} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment {t} -j ACCEPT"
+        "-A {chain_forward} -d {src} -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment {t} -j ACCEPT"
     ));
     out
 }
 
 /// The subnet-wide NAT rule (nat table, POSTROUTING).
-pub fn nat_rule(subnet: Ipv4Net, bridge: &str) -> String {
-    format!("-A POSTROUTING -s {subnet} ! -o {bridge} -m comment --comment {NAT_TAG} -j MASQUERADE")
+pub fn nat_rule(inst: &Instance, subnet: Ipv4Net, bridge: &str) -> String {
+    format!("-A POSTROUTING -s {subnet} ! -o {bridge} -m comment --comment {} -j MASQUERADE", inst.nat_tag())
 }
 
-/// Serialises rule changes; owns the chains, hooks and NAT rule while jobs run.
+/// Whether `line` (of `iptables -S`) carries exactly `tag` as a word.
+fn has_tag(line: &str, tag: &str) -> bool {
+    line.split_whitespace().any(|w| w.trim_matches('"') == tag)
+}
+
+/// Serialises this process's rule changes; owns the instance's chains, hooks and NAT rule while its jobs run.
 pub struct Firewall {
     lock: Mutex<()>,
+    instance: Instance,
     subnet: Ipv4Net,
     bridge: String,
 }
 
 impl Firewall {
-    pub fn new(subnet: Ipv4Net, bridge: &str) -> Self {
-        Self { lock: Mutex::new(()), subnet, bridge: bridge.to_string() }
+    pub fn new(instance: Instance, subnet: Ipv4Net, bridge: &str) -> Self {
+        Self { lock: Mutex::new(()), instance, subnet, bridge: bridge.to_string() }
+    }
+
+    fn chains(&self) -> [(String, &'static str); 2] {
+        [(self.instance.chain_input(), "INPUT"), (self.instance.chain_forward(), "FORWARD")]
     }
 
     /// Installs a job's rules. Chains, hooks (first in INPUT and FORWARD, checked every time so nothing
@@ -111,7 +121,7 @@ impl Firewall {
         let filter = ipt(&["-S"]).await?;
         let lines: Vec<&str> = filter.lines().collect();
         let mut batch = vec!["*filter".to_string()];
-        for (chain, hook) in [(CHAIN_INPUT, "INPUT"), (CHAIN_FORWARD, "FORWARD")] {
+        for (chain, hook) in self.chains() {
             if !lines.contains(&format!("-N {chain}").as_str()) {
                 batch.push(format!(":{chain} - [0:0]"));
             }
@@ -124,10 +134,10 @@ impl Firewall {
                 batch.push(format!("-I {hook} 1 -j {chain}"));
             }
         }
-        batch.extend(job_rules(job_id, ip, p));
+        batch.extend(job_rules(&self.instance, self.subnet, job_id, ip, p));
         batch.push("COMMIT".into());
         let nat = ipt(&["-t", "nat", "-S", "POSTROUTING"]).await?;
-        let masq = nat_rule(self.subnet, &self.bridge);
+        let masq = nat_rule(&self.instance, self.subnet, &self.bridge);
         if !nat.lines().any(|l| l == masq) {
             batch.extend(["*nat".to_string(), masq, "COMMIT".to_string()]);
         }
@@ -137,11 +147,11 @@ impl Firewall {
     /// Removes every rule tagged with `job_id`. Idempotent.
     pub async fn remove_job(&self, job_id: &str) -> Result<(), FirewallError> {
         let _g = self.lock.lock().await;
-        let t = tag(job_id);
+        let t = self.instance.job_tag(job_id);
         let filter = ipt(&["-S"]).await?;
         let dels: Vec<String> = filter
             .lines()
-            .filter(|l| l.starts_with("-A ") && l.split_whitespace().any(|w| w.trim_matches('"') == t))
+            .filter(|l| l.starts_with("-A ") && has_tag(l, &t))
             .map(|l| format!("-D {}", &l[3..]))
             .collect();
         if dels.is_empty() {
@@ -153,15 +163,17 @@ impl Firewall {
         restore(&batch).await
     }
 
-    /// Removes the chains, hooks and NAT rules when no job has rules left (any ephemerd's). Idempotent.
+    /// Removes the instance's chains, hooks and NAT rule when none of its jobs has rules left. Another
+    /// instance's are not looked at. Idempotent.
     pub async fn teardown_if_idle(&self) -> Result<(), FirewallError> {
         let _g = self.lock.lock().await;
         let filter = ipt(&["-S"]).await?;
-        if filter.lines().any(|l| l.contains(TAG_PREFIX)) {
+        let prefix = self.instance.tag_prefix();
+        if filter.lines().any(|l| l.contains(&prefix)) {
             return Ok(());
         }
         let mut batch = vec!["*filter".to_string()];
-        for (chain, hook) in [(CHAIN_INPUT, "INPUT"), (CHAIN_FORWARD, "FORWARD")] {
+        for (chain, hook) in self.chains() {
             let jump = format!("-A {hook} -j {chain}");
             for _ in filter.lines().filter(|l| *l == jump) {
                 batch.push(format!("-D {hook} -j {chain}"));
@@ -173,8 +185,12 @@ impl Firewall {
         }
         batch.push("COMMIT".into());
         let nat = ipt(&["-t", "nat", "-S", "POSTROUTING"]).await?;
-        let masq: Vec<String> =
-            nat.lines().filter(|l| l.contains(NAT_TAG)).map(|l| format!("-D {}", &l[3..])).collect();
+        let nat_tag = self.instance.nat_tag();
+        let masq: Vec<String> = nat
+            .lines()
+            .filter(|l| l.starts_with("-A ") && has_tag(l, &nat_tag))
+            .map(|l| format!("-D {}", &l[3..]))
+            .collect();
         if !masq.is_empty() {
             batch.push("*nat".into());
             batch.extend(masq);
@@ -183,11 +199,12 @@ impl Firewall {
         if batch.len() > 2 { restore(&batch).await } else { Ok(()) }
     }
 
-    /// Job ids that have rules installed (for reconciliation).
+    /// Ids of this instance's jobs that have rules installed (for reconciliation).
     pub async fn tagged_jobs(&self) -> Result<Vec<String>, FirewallError> {
+        let prefix = self.instance.tag_prefix();
         let mut ids: Vec<String> = Vec::new();
         for w in ipt(&["-S"]).await?.split_whitespace() {
-            if let Some(id) = w.trim_matches('"').strip_prefix(TAG_PREFIX) {
+            if let Some(id) = w.trim_matches('"').strip_prefix(&prefix) {
                 if !ids.iter().any(|x| x == id) {
                     ids.push(id.to_string());
                 }
@@ -246,18 +263,27 @@ mod tests {
             allow: vec![Ipv4Net::parse("192.168.7.0/24").unwrap()],
             endpoints: vec![Ipv4Addr::new(172, 20, 0, 9)],
         };
-        let rules = job_rules("j1", Ipv4Addr::new(10, 231, 0, 5), &p);
-        let input: Vec<&String> = rules.iter().filter(|r| r.starts_with("-A EPHEMERD-INPUT")).collect();
-        assert!(input[0].contains("-d 10.255.255.53/32 -p udp --dport 53 -j ACCEPT"));
-        assert!(input[2].contains("-p tcp --dport 8080 -j ACCEPT"));
+        let inst = Instance::at(std::path::Path::new("/var/lib/ephemerd"));
+        let subnet = Ipv4Net::parse("10.231.0.0/16").unwrap();
+        let rules = job_rules(&inst, subnet, "j1", Ipv4Addr::new(10, 231, 0, 5), &p);
+        let input: Vec<&String> =
+            rules.iter().filter(|r| r.starts_with(&format!("-A {} ", inst.chain_input()))).collect();
+        assert!(input[0].contains("--ctstate RELATED,ESTABLISHED -j ACCEPT"));
+        assert!(input[1].contains("-d 10.255.255.53/32 -p udp --dport 53 -j ACCEPT"));
+        assert!(input[3].contains("-p tcp --dport 8080 -j ACCEPT"));
         assert!(input.last().unwrap().contains("-j REJECT"));
-        let fwd: Vec<&String> = rules.iter().filter(|r| r.starts_with("-A EPHEMERD-FORWARD")).collect();
+        let fwd: Vec<&String> =
+            rules.iter().filter(|r| r.starts_with(&format!("-A {} ", inst.chain_forward()))).collect();
+        assert_eq!(input.len() + fwd.len(), rules.len());
+        assert!(fwd[0].contains("-d 10.231.0.0/16 -p tcp -j REJECT"), "peers first: {}", fwd[0]);
+        assert!(fwd[1].contains("-d 10.231.0.0/16 -j REJECT"), "peers first: {}", fwd[1]);
         let allow = fwd.iter().position(|r| r.contains("192.168.7.0/24 -j ACCEPT")).unwrap();
         let block = fwd.iter().position(|r| r.contains("192.168.0.0/16")).unwrap();
         let dns = fwd.iter().position(|r| r.contains("10.255.255.53/32")).unwrap();
         let block10 = fwd.iter().position(|r| r.contains("-d 10.0.0.0/8")).unwrap();
         assert!(allow < block && dns < block10, "accepts precede the blocks");
-        assert!(rules.iter().all(|r| r.contains("10.231.0.5/32") && r.contains("--comment ephemerd-job=j1")));
+        let tag = format!("--comment {}", inst.job_tag("j1"));
+        assert!(rules.iter().all(|r| r.contains("10.231.0.5/32") && r.contains(&tag)));
         let forge = fwd.iter().position(|r| r.contains("-d 172.20.0.9/32 -j ACCEPT")).unwrap();
         assert!(
             forge < fwd.iter().position(|r| r.contains("-d 172.16.0.0/12")).unwrap(),
@@ -266,10 +292,15 @@ mod tests {
         assert!(input.iter().position(|r| r.contains("-d 172.20.0.9/32 -j ACCEPT")).unwrap() < input.len() - 2);
         let accept_all = fwd.iter().position(|r| r.contains("-s 10.231.0.5/32 -j ACCEPT")).unwrap();
         assert!(accept_all > block10, "the catch-all accept comes after the blocks");
-        let nat = nat_rule(Ipv4Net::parse("10.231.0.0/16").unwrap(), "ephemerd0");
+        let nat = nat_rule(&inst, subnet, "ephemerd0");
         assert_eq!(
             nat,
-            "-A POSTROUTING -s 10.231.0.0/16 ! -o ephemerd0 -m comment --comment ephemerd-nat -j MASQUERADE"
+            format!(
+                "-A POSTROUTING -s 10.231.0.0/16 ! -o ephemerd0 -m comment --comment ephemerd-{}-nat -j MASQUERADE",
+                inst.id()
+            )
         );
+        assert!(has_tag(&nat, &inst.nat_tag()));
+        assert!(!has_tag(&nat, &Instance::at(std::path::Path::new("/other")).nat_tag()));
     }
 }

@@ -1,6 +1,7 @@
 //! A job's network: its own namespace, a CNI bridge attachment with NAT, the egress firewall, and the
 //! `/etc/resolv.conf` and `/etc/hosts` it sees.
 
+pub mod bridge;
 pub mod cni;
 pub mod firewall;
 pub mod netns;

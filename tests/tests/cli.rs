@@ -285,7 +285,10 @@ fn kill_9_of_daemon_and_containerd_then_restart_removes_everything() {
     let out = env.ephemerd(&["cleanup"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("removed: 1 job(s)"), "{stdout}");
+    assert!(
+        stdout.contains("removed: 1 job(s), 1 container(s), 1 snapshot(s), 1 netns, 1 IP lease(s), 1 rule set(s)"),
+        "everything counted: {stdout}"
+    );
     assert!(wait_gone(&needle), "the orphaned job process is killed");
     env.assert_clean();
 }
@@ -381,4 +384,20 @@ fn service_install_writes_a_unit_systemd_accepts_and_uninstall_removes_it() {
         !unit.exists() && !root.path().join("etc/systemd/system/multi-user.target.wants/ephemerd.service").exists()
     );
     assert_eq!(svc(&["status"]).status.code(), Some(4));
+}
+
+#[test]
+fn an_oom_kill_in_a_continue_on_error_step_does_not_fail_the_job() {
+    let _s = serial();
+    let env = Env::new();
+    let wf = env.workflow(
+        "oom.yml",
+        "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - name: hog\n        continue-on-error: true\n        run: tail /dev/zero\n      - name: after\n        run: echo after-the-hog\n",
+    );
+    let out = env.ephemerd(&["run", wf.to_str().unwrap(), "--image", JOB_IMAGE]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("after-the-hog") && stdout.contains("Job `build` succeeded"), "{stdout}");
+    assert!(stdout.contains("OOM killer stopped a process"), "the kill is still said: {stdout}");
+    env.assert_clean();
 }

@@ -20,24 +20,43 @@ use tracing::Instrument;
 use super::{EXIT_INTERRUPTED, Session, err, out, progress_printer, unless_interrupted, usage};
 use crate::cli::RunArgs;
 
-/// The workflow file: the given one, else the only one in `.github/workflows`.
+/// The .yml/.yaml files in `dir`, sorted.
+fn workflows_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// The workflow file: the given one (a repository directory stands for its only workflow), else the only
+/// one in `.github/workflows`.
 fn find_workflow(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
+        if p.is_dir() {
+            let dir = if p.join(".github/workflows").is_dir() { p.join(".github/workflows") } else { p.clone() };
+            let mut found = workflows_in(&dir);
+            return match found.len() {
+                1 => Ok(found.remove(0)),
+                0 => Err(usage(format!("{} is a directory with no workflow (.yml) in it", p.display()))),
+                _ => Err(usage(format!(
+                    "{} holds several workflows; name one: {}",
+                    p.display(),
+                    found.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                ))),
+            };
+        }
         if !p.is_file() {
             return Err(usage(format!("workflow file {} does not exist", p.display())));
         }
         return Ok(p);
     }
-    let dir = Path::new(".github/workflows");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
+    let mut found = workflows_in(Path::new(".github/workflows"));
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(usage("no workflow given and none found in .github/workflows")),
@@ -155,9 +174,13 @@ async fn run_job(
 }
 
 fn report(plan: &JobPlan, r: &Renderer, exit: Exit, took: f64, bold: &dyn Fn(&str) -> String) -> u8 {
-    if exit.oom_killed {
+    if exit.oom_killed && exit.code != 0 {
         out!("{}", bold(&format!("Job `{}` failed: out of memory (killed by the kernel's OOM killer)", plan.name)));
         return u8::try_from(exit.code).unwrap_or(1).max(1);
+    }
+    if exit.oom_killed {
+        // The job went on past the kill: a continue-on-error step (or a process it could do without) died.
+        out!("warning: the kernel's OOM killer stopped a process of job `{}`; the job went on", plan.name);
     }
     match (exit.code, r.first_failure()) {
         (0, _) => {
@@ -254,5 +277,27 @@ async fn follow(
                 rt.kill(id, 9).await?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_stands_for_its_only_workflow() {
+        let repo = tempfile::tempdir().unwrap();
+        let wf = repo.path().join(".github/workflows");
+        std::fs::create_dir_all(&wf).unwrap();
+        let empty = find_workflow(Some(repo.path().to_path_buf())).unwrap_err().to_string();
+        assert!(empty.contains("is a directory with no workflow"), "{empty}");
+        std::fs::write(wf.join("ci.yml"), "on: push\n").unwrap();
+        assert_eq!(find_workflow(Some(repo.path().to_path_buf())).unwrap(), wf.join("ci.yml"));
+        assert_eq!(find_workflow(Some(wf.clone())).unwrap(), wf.join("ci.yml"), "the workflows dir itself too");
+        std::fs::write(wf.join("release.yaml"), "on: push\n").unwrap();
+        let two = find_workflow(Some(repo.path().to_path_buf())).unwrap_err().to_string();
+        assert!(two.contains("several workflows") && two.contains("ci.yml") && two.contains("release.yaml"), "{two}");
+        let missing = find_workflow(Some(repo.path().join("nope.yml"))).unwrap_err().to_string();
+        assert!(missing.contains("does not exist"), "{missing}");
     }
 }

@@ -211,7 +211,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// Path to a seccomp profile in the containers/Docker JSON format, or `"unconfined"`. By default the
@@ -220,6 +220,16 @@ pub struct SecurityConfig {
     /// Let jobs create namespaces (`unshare`, `clone` with CLONE_NEW*), as rootless container tools inside
     /// a job need. Off by default: a user namespace gives a job every capability over what it mounts.
     pub allow_nested_namespaces: bool,
+    /// Run every job in a user namespace (the default): its root is an unprivileged host uid (the
+    /// instance's range of 65536 ids), so even a breakout lands without privileges. The image is remapped
+    /// once (a chowned copy of its snapshot); the first job on an image pays for that.
+    pub user_namespace: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self { seccomp_profile: None, allow_nested_namespaces: false, user_namespace: true }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,7 +7,10 @@
 //! 1. On one running containerd, interleaved, N runs each: one job through ephemerd's runtime (create →
 //!    start → wait → destroy of a one-process container with its CNI network, firewall and limits) against
 //!    `ctr run --rm` of the same image and command (no network). Medians and their ratio.
-//! 2. Wall time of `ephemerd run examples/hello.yml`: cold (fresh data dir, containerd never started there)
+//! 2. Job start with and without the user namespace (uid remap), side by side: the first job on a freshly
+//!    imported image (with the remap, it makes the remapped snapshot) and the median of warm ones, each
+//!    mode on its own containerd, interleaved.
+//! 3. Wall time of `ephemerd run examples/hello.yml`: cold (fresh data dir, containerd never started there)
 //!    and warm (median of further runs).
 
 use std::path::Path;
@@ -91,6 +94,80 @@ async fn runtime_vs_ctr(runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One job of /bin/true through the runtime, timed from create to destroyed.
+async fn one_job(rt: &Runtime, image: &ephemerd::runtime::containerd::Image) -> anyhow::Result<Duration> {
+    let id = new_job_id();
+    let t = Instant::now();
+    rt.begin(&id, &image.name)?;
+    let spec = JobSpec {
+        id: id.clone(),
+        image: image.clone(),
+        args: Some(vec!["/bin/true".into()]),
+        env: vec![],
+        workdir: None,
+        binds: vec![],
+        limits: None,
+        endpoints: vec![],
+    };
+    let r = async {
+        rt.create(&spec).await?;
+        rt.start(&id).await?;
+        rt.wait(&id).await
+    }
+    .await;
+    rt.destroy(&id).await?;
+    let exit = r?;
+    anyhow::ensure!(exit.code == 0, "job exited {}", exit.code);
+    Ok(t.elapsed())
+}
+
+async fn remap_side_by_side(runs: usize) -> anyhow::Result<()> {
+    struct Mode {
+        _dir: tempfile::TempDir,
+        sup: Supervisor,
+        rt: Runtime,
+        image: ephemerd::runtime::containerd::Image,
+        first: Duration,
+        warm: Vec<Duration>,
+    }
+    let mut modes = Vec::new();
+    for (bridge, subnet, userns) in [("edbench0", "10.234.0.0/24", false), ("edbench1", "10.234.1.0/24", true)] {
+        let dir = short_tempdir();
+        let text =
+            format!("[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\n[security]\nuser_namespace = {userns}\n");
+        let cfg = Config::parse(&text).map_err(anyhow::Error::msg)?;
+        let dirs = DataDirs::new(dir.path());
+        let sup =
+            Supervisor::start(&dirs, Binaries::find(&SearchPath::for_executables(None))?, Duration::from_secs(30))
+                .await?;
+        let ctr = Containerd::connect(sup.socket()).await?;
+        let rt = Runtime::new(&cfg, dirs.clone(), ctr, Store::open(&dirs.journal())?)?;
+        let image = rt.images.import(&job_image_archive()?, &|_| {}).await?.remove(0);
+        modes.push(Mode { _dir: dir, sup, rt, image, first: Duration::ZERO, warm: Vec::new() });
+    }
+    for m in &mut modes {
+        m.first = one_job(&m.rt, &m.image).await?;
+    }
+    for _ in 0..runs {
+        for m in &mut modes {
+            let d = one_job(&m.rt, &m.image).await?;
+            m.warm.push(d);
+        }
+    }
+    println!(
+        "user namespace: one job of /bin/true, create → destroyed; the first on a fresh image, then {runs} interleaved"
+    );
+    println!("                          first job     warm (median)");
+    for (name, m) in ["without uid remap".to_string(), "with uid remap".to_string()].iter().zip(modes.iter_mut()) {
+        println!("  {name:<22}  {:>8.1} ms   {:>8.1} ms", ms(m.first), ms(median(&mut m.warm)));
+    }
+    for m in modes {
+        m.rt.shutdown().await?;
+        m.sup.stop().await;
+    }
+    Ok(())
+}
+
 fn which(name: &str) -> anyhow::Result<std::path::PathBuf> {
     SearchPath::for_executables(None).find(name, "containerd's CLI, for comparison").map_err(Into::into)
 }
@@ -149,5 +226,6 @@ fn main() -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(runtime_vs_ctr(20))?;
+    rt.block_on(remap_side_by_side(10))?;
     cli_wall_time(5)
 }

@@ -401,3 +401,23 @@ fn an_oom_kill_in_a_continue_on_error_step_does_not_fail_the_job() {
     assert!(stdout.contains("OOM killer stopped a process"), "the kill is still said: {stdout}");
     env.assert_clean();
 }
+
+#[test]
+fn run_in_a_user_namespace_owns_its_workspace() {
+    let _s = serial();
+    let env = Env::new();
+    std::fs::write(&env.config, config_text("[limits]\nmemory = \"512MiB\"\n[security]\nuser_namespace = true"))
+        .unwrap();
+    let wf = env.workflow(
+        "userns.yml",
+        "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo uid=$(id -u) && touch new-file && mkdir -p out && cat marker.txt && echo wrote-workspace\n",
+    );
+    let out = env.ephemerd(&["run", wf.to_str().unwrap(), "--image", JOB_IMAGE]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("uid=0") && stdout.contains("repository-file-present") && stdout.contains("wrote-workspace"),
+        "{stdout}"
+    );
+    env.assert_clean();
+}

@@ -14,13 +14,24 @@ use ephemerd::runtime::instance::Instance;
 use ephemerd_e2e::rig::Rig;
 use ephemerd_e2e::*;
 
-/// The probe binary, bound read-only into a job at /probe.
+/// The probe binary, bound read-only into a job at /probe: a copy where a job's unprivileged root (in its
+/// user namespace) can reach it.
 fn probe_bind() -> Bind {
-    Bind { source: PathBuf::from(env!("CARGO_BIN_EXE_ephemerd-probe")), destination: "/probe".into(), readonly: true }
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let copy = COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ephemerd-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let p = dir.join("ephemerd-probe");
+        std::fs::copy(env!("CARGO_BIN_EXE_ephemerd-probe"), &p).unwrap();
+        p
+    });
+    Bind { source: copy.clone(), destination: "/probe".into(), readonly: true }
 }
 
-/// A directory the test and its jobs share, at /shared in the jobs.
+/// A directory the test and its jobs share, at /shared in the jobs (open to a job's unprivileged root).
 fn shared_bind(dir: &Path) -> Bind {
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     Bind { source: dir.to_path_buf(), destination: "/shared".into(), readonly: false }
 }
 
@@ -282,6 +293,48 @@ async fn another_instance_leaves_our_jobs_and_firewall_alone() {
         }
         assert_eq!(rules_of(&ours), before, "the other instance left our rules as they were");
 
+        // The other instance runs a job of its own beside ours, is killed (-9, with its containerd), then
+        // cleans up after itself: its job and rules go, ours stay.
+        let theirs = Instance::at(other.path());
+        let repo = tempfile::tempdir().unwrap();
+        assert!(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo.path())
+                .args(["init", "-q"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let wf = repo.path().join(".github/workflows/long.yml");
+        std::fs::create_dir_all(wf.parent().unwrap()).unwrap();
+        let needle = format!("sleep {}", 3000 + std::process::id() % 1000);
+        std::fs::write(&wf, format!("jobs:\n  long:\n    steps:\n      - run: {needle}\n")).unwrap();
+        let mut run = ephemerd_command(other.path(), &config, &["run", wf.to_str().unwrap(), "--image", JOB_IMAGE])
+            .current_dir(repo.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !process_running(&needle) || rules_of(&theirs).is_empty() {
+            assert!(Instant::now() < deadline, "the other instance's job never started");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(rules_of(&ours), before, "two instances' jobs run side by side");
+        let ctr_pid: i32 =
+            std::fs::read_to_string(other.path().join("run/containerd.pid")).unwrap().trim().parse().unwrap();
+        use nix::sys::signal::{Signal, kill};
+        kill(nix::unistd::Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+        kill(nix::unistd::Pid::from_raw(ctr_pid), Signal::SIGKILL).unwrap();
+        run.wait().unwrap();
+        assert_eq!(rules_of(&ours), before, "a killed instance takes nothing of ours with it");
+        let out = ephemerd(other.path(), &config, &["cleanup"]).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(rules_of(&theirs).is_empty() && leftovers(other.path()).is_empty(), "{:?}", leftovers(other.path()));
+        assert!(!process_running(&needle), "its job is gone");
+        assert_eq!(rules_of(&ours), before, "its cleanup leaves ours alone");
+
         // A third one configured onto our bridge is refused before it attaches anything.
         let third = Rig::start("").await;
         let id = ephemerd::runtime::new_job_id();
@@ -370,5 +423,57 @@ async fn a_jobs_sockets_syscalls_and_files_reach_nothing_of_the_host() {
     let dev = line("dev: ");
     assert!(dev.contains(" null ") && !dev.contains("sda") && !dev.contains("vsock") && !dev.contains("kvm"), "{dev}");
     assert!(line("status:").contains("Name:"), "the twin: /proc/self is readable: {log}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_user_namespace_a_jobs_root_is_nobody_on_the_host() {
+    let _s = serial();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    let runner = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runner.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(runner.path().join("run.sh"), "original\n").unwrap();
+    // Even with namespaces allowed, the job's root is no root of the host's: the cgroup attack fails.
+    let rig = Rig::start(&format!(
+        "[security]\nuser_namespace = true\nallow_nested_namespaces = true\n[runner]\ndir = \"{}\"",
+        runner.path().display()
+    ))
+    .await;
+    let base = Instance::of(&rig.dirs).uid_base();
+    let image = rig.import_job_image().await;
+    let script = "id -u; cat /proc/self/uid_map
+                  touch /shared/made-by-job; echo changed > /actions-runner/run.sh && echo runner:writable
+                  unshare -Urm sh -c 'mount -t cgroup -o pids none /mnt && echo 100000 > /mnt/pids.max' 2>&1; echo attack:$?
+                  (echo 100000 > /sys/fs/cgroup/pids/pids.max) 2>&1; echo cgwrite:$?
+                  echo pids.max=$(cat /sys/fs/cgroup/pids/pids.max)
+                  ping -c1 -W5 127.0.0.1 >/dev/null 2>&1; echo ping:$?
+                  apt-get --version >/dev/null && echo tools:ok";
+    let (exit, log) = rig.run(&image, script, None, vec![shared_bind(shared.path())]).await;
+    assert_eq!(exit.code, 0, "{log}");
+    assert_eq!(log.lines().next(), Some("0"), "root inside: {log}");
+    let map: Vec<&str> = log.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(map, ["0", &base.to_string(), "65536"], "{log}");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(shared.path().join("made-by-job")).unwrap());
+    assert_eq!(owner, base, "what the job's root makes belongs to an unprivileged host uid");
+    assert!(log.contains("runner:writable"), "the runner overlay is the job's: {log}");
+    assert_eq!(std::fs::read_to_string(runner.path().join("run.sh")).unwrap(), "original\n");
+    assert!(log.contains("attack:") && !log.contains("attack:0"), "the cgroup attack fails: {log}");
+    assert!(log.contains("mount: /mnt: permission denied"), "at the mount, not at unshare: {log}");
+    assert!(log.contains("cgwrite:1") && log.contains("pids.max=4096"), "{log}");
+    assert!(log.contains("ping:0") && log.contains("tools:ok"), "{log}");
+    // The second job starts on the remapped image made for the first.
+    let (exit, log) = rig.run(&image, "id -u", None, vec![]).await;
+    assert_eq!((exit.code, log.trim()), (0, "0"));
+    rig.stop().await;
+
+    // The twin: without the user namespace, the same probe's file is the host root's.
+    let rig = Rig::start("[security]\nuser_namespace = false").await;
+    let image = rig.import_job_image().await;
+    let (exit, log) = rig.run(&image, "touch /shared/made-by-host-root", None, vec![shared_bind(shared.path())]).await;
+    assert_eq!(exit.code, 0, "{log}");
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(shared.path().join("made-by-host-root")).unwrap());
+    assert_eq!(owner, 0, "the probe sees the difference");
     rig.stop().await;
 }

@@ -46,8 +46,16 @@ async fn states_until(events: &mut Events, job: u64, done: impl Fn(i32) -> bool,
     }
 }
 
+/// A client, once the daemon (just started, perhaps) answers on its socket.
 async fn client(d: &Daemon) -> ephemerd_proto::Client {
-    ephemerd_proto::connect(&d.socket()).await.unwrap()
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match ephemerd_proto::connect(&d.socket()).await {
+            Ok(c) => return c,
+            Err(e) if std::time::Instant::now() > deadline => panic!("the daemon never answered: {e}\n{}", d.log()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -206,6 +206,10 @@ impl RemoteHost {
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         ip(&["-n", &ns, "link", "set", "lo", "up"]);
         ip(&["-n", &ns, "route", "add", "default", "via", "198.18.0.1"]);
+        // A cloud metadata address (ECS task metadata; not the host's own 169.254.169.254, which this machine may
+        // use), routed to the test host as a cloud's would be.
+        ip(&["-n", &ns, "addr", "add", "169.254.170.2/32", "dev", "eth0"]);
+        ip(&["route", "add", "169.254.170.2/32", "dev", &link]);
         let port = free_port();
         let path = format!("/run/netns/{ns}");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -241,11 +245,19 @@ async fn egress_is_nated_to_public_hosts_and_refused_to_private_ranges() {
     let p = remote.port;
     let script = format!(
         "if exec 3<>/dev/tcp/198.18.0.2/{p}; then read -r l <&3; echo \"public:$l\"; fi
-         if (exec 4<>/dev/tcp/192.168.77.2/{p}) 2>/tmp/e; then echo private:open; else echo \"private:$(cat /tmp/e)\"; fi"
+         if (exec 4<>/dev/tcp/192.168.77.2/{p}) 2>/tmp/e; then echo private:open; else echo \"private:$(cat /tmp/e)\"; fi
+         if (exec 5<>/dev/tcp/169.254.170.2/{p}) 2>/tmp/e; then echo metadata:open; else echo \"metadata:$(cat /tmp/e)\"; fi"
     );
+    // The twin: the host itself reaches both.
+    for addr in ["192.168.77.2", "169.254.170.2"] {
+        std::net::TcpStream::connect_timeout(&format!("{addr}:{p}").parse().unwrap(), Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("the host reaches {addr}: {e}"));
+    }
     let (exit, log) = rig.run(&image, &script, None, vec![]).await;
     assert_eq!(exit.code, 0, "{log}");
     assert!(log.contains("public:hello-remote from-198.18.0.1"), "reached, masqueraded to the host's address: {log}");
     assert!(log.contains("private:") && log.contains("Connection refused"), "{log}");
+    let metadata = log.lines().find(|l| l.starts_with("metadata:")).unwrap_or_default();
+    assert!(metadata.contains("Connection refused"), "the metadata address is refused: {log}");
     rig.stop().await;
 }

@@ -71,6 +71,13 @@ impl Instance {
         format!("/ephemerd-{}", self.id)
     }
 
+    /// The first host uid (and gid) of the instance's user-namespace range: 65536 ids from 2^30 up, one
+    /// range per instance (by its id), far above the ids of users and of /etc/subuid's usual ranges.
+    pub fn uid_base(&self) -> u32 {
+        let slot = u32::from_str_radix(&self.id, 16).unwrap_or(0) % 1024;
+        (1 << 30) + slot * crate::runtime::containerd::remap::RANGE
+    }
+
     /// The cgroup parent's directory in every mounted hierarchy (v1: one per controller; v2: one).
     pub fn cgroup_parent_dirs(&self) -> Vec<PathBuf> {
         let root = Path::new("/sys/fs/cgroup");
@@ -132,6 +139,8 @@ mod tests {
         assert!(!b.job_tag("j1").starts_with(&a.tag_prefix()));
         assert!(a.owns_alias(&a.bridge_alias()) && !b.owns_alias(&a.bridge_alias()));
         assert!(!a.owns_alias("") && !a.owns_alias("something else"));
+        assert!(a.uid_base() >= 1 << 30 && a.uid_base() % 65536 == 0);
+        assert!(a.uid_base().checked_add(65536 * 1024).is_some());
         let long = Instance::at(&PathBuf::from(format!("/{}", "é".repeat(300))));
         assert!(long.bridge_alias().len() <= 255 && long.owns_alias(&long.bridge_alias()));
     }

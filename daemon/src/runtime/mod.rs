@@ -8,6 +8,7 @@ pub mod instance;
 pub mod network;
 
 use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub enum RuntimeError {
     Firewall(#[from] FirewallError),
     #[error(transparent)]
     Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Remap(#[from] containerd::remap::RemapError),
+    #[error("copying runner.dir {dir} for jobs in a user namespace: {message}")]
+    RunnerCopy { dir: PathBuf, message: String },
     #[error(transparent)]
     Seccomp(#[from] containerd::seccomp::SeccompError),
     #[error("job {id}: {what}: {source}")]
@@ -104,6 +109,10 @@ pub struct Runtime {
     runner_dir: Option<PathBuf>,
     swap_accounting: bool,
     instance: Instance,
+    /// The uid base of jobs' user namespaces, when they get one.
+    uid_base: Option<u32>,
+    /// One image remap at a time.
+    remapping: tokio::sync::Mutex<()>,
 }
 
 /// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
@@ -141,6 +150,23 @@ impl Runtime {
                 return Err(RuntimeError::RunnerDir(r.clone()));
             }
         }
+        let mut runner_dir = cfg.runner.dir.clone();
+        if cfg.security.user_namespace {
+            traversable_for_jobs(&dirs)?;
+            if let Some(src) = &cfg.runner.dir {
+                // The jobs' overlay needs a lower tree their root owns: a shifted copy, kept in the data dir.
+                let base = Instance::of(&dirs).uid_base();
+                let copy = dirs.root.join("runner").join(base.to_string());
+                std::fs::create_dir_all(dirs.root.join("runner")).map_err(|source| RuntimeError::Io {
+                    id: String::new(),
+                    what: "making the runner copy's dir",
+                    source,
+                })?;
+                containerd::remap::shifted_copy(src, &copy, base)
+                    .map_err(|message| RuntimeError::RunnerCopy { dir: src.clone(), message })?;
+                runner_dir = Some(copy);
+            }
+        }
         let images = Images::new(ctr.clone(), cfg.registries.clone());
         Ok(Self {
             dirs,
@@ -149,11 +175,13 @@ impl Runtime {
             store,
             cni,
             firewall: Firewall::new(instance.clone(), subnet, &cfg.network.bridge),
+            uid_base: cfg.security.user_namespace.then(|| instance.uid_base()),
+            remapping: tokio::sync::Mutex::new(()),
             instance,
             policy,
             limits: cfg.limits.clone(),
             seccomp,
-            runner_dir: cfg.runner.dir.clone(),
+            runner_dir,
             swap_accounting: swap_accounting(),
         })
     }
@@ -180,6 +208,12 @@ impl Runtime {
             what: "creating job dir",
             source,
         })?;
+        if self.uid_base.is_some() {
+            // runc binds the job's files from inside the user namespace: it must pass through (not list).
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).map_err(|source| {
+                RuntimeError::Io { id: id.into(), what: "opening the job dir to its user namespace", source }
+            })?;
+        }
         Ok(dir)
     }
 
@@ -192,7 +226,8 @@ impl Runtime {
         let mut lap = Lap::new(id);
         let ns_path = self.dirs.netns_dir().join(id);
         self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
-        netns::create(&ns_path).map_err(io("creating network namespace"))?;
+        netns::create(&ns_path, &netns::job_sysctls(Path::new("/proc/sys/net/ipv6").exists()))
+            .map_err(io("creating network namespace"))?;
         lap.lap("netns");
 
         self.store.add_resource(id, ResourceKind::Cni, id)?;
@@ -228,6 +263,18 @@ impl Runtime {
             std::fs::create_dir_all(&work).map_err(io("creating runner overlay"))?;
             overlays.push(Overlay { lower: lower.clone(), upper, work, destination: "/actions-runner".into() });
         }
+        if let Some(base) = self.uid_base {
+            // What the job may write of its own dir is handed to its (unprivileged) root.
+            let writable = binds.iter().filter(|b| !b.readonly && b.source.starts_with(&dir)).map(|b| b.source.clone());
+            let overlay_dirs = overlays.iter().flat_map(|o| [o.upper.clone(), o.work.clone()]);
+            for p in writable.chain(overlay_dirs).collect::<Vec<_>>() {
+                tokio::task::spawn_blocking(move || containerd::remap::shift_tree(&p, base))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r.map_err(std::io::Error::other))
+                    .map_err(io("handing the job's files to its user namespace"))?;
+            }
+        }
 
         let input = SpecInput {
             hostname: id.to_string(),
@@ -242,7 +289,7 @@ impl Runtime {
             swap_accounting: self.swap_accounting,
             seccomp: self.seccomp.clone(),
             cgroups_path: format!("{}/{id}", self.instance.cgroup_parent()),
-            host_ipv6: Path::new("/proc/sys/net/ipv6").exists(),
+            uid_base: self.uid_base,
         };
         let spec = spec::build(&input)?;
         let spec_json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::Io {
@@ -257,8 +304,16 @@ impl Runtime {
         lap.lap("files and spec");
         let lease = self.ctr.create_lease("job", Duration::from_secs(600)).await?;
         let result = async {
+            let parent = match self.uid_base {
+                Some(base) => {
+                    let _one = self.remapping.lock().await;
+                    containerd::remap::ensure(&self.ctr, &job.image, base, &lease, &self.dirs.run_dir()).await?
+                }
+                None => job.image.chain_id.clone(),
+            };
+            lap.lap("remapped image");
             self.store.add_resource(id, ResourceKind::Snapshot, id)?;
-            let mounts = task::prepare_rootfs(&self.ctr, id, &job.image.chain_id, &lease).await?;
+            let mounts = task::prepare_rootfs(&self.ctr, id, &parent, &lease).await?;
             self.store.add_resource(id, ResourceKind::Container, id)?;
             task::create_container(&self.ctr, id, &job.image.name, spec_json).await?;
             lap.lap("snapshot and container");
@@ -404,6 +459,20 @@ impl Runtime {
         }
         Ok(rep)
     }
+}
+
+/// Lets a job's unprivileged root pass through (never list) the data dir on the way to its rootfs (in
+/// containerd's state dir) and its files (in the jobs dir), which runc mounts from inside the job's user
+/// namespace. Everything else in the data dir stays the daemon's alone.
+fn traversable_for_jobs(dirs: &DataDirs) -> Result<(), RuntimeError> {
+    for d in [dirs.root.clone(), dirs.root.join("containerd"), dirs.containerd_state(), dirs.jobs_dir()] {
+        let add_x =
+            |source| RuntimeError::Io { id: String::new(), what: "opening the data dir to user namespaces", source };
+        std::fs::create_dir_all(&d).map_err(add_x)?;
+        let mode = std::fs::metadata(&d).map_err(add_x)?.mode() & 0o7777;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o011)).map_err(add_x)?;
+    }
+    Ok(())
 }
 
 /// Phase timings of a job at debug level (`--log-level debug`).

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod content;
 pub mod image;
+pub mod remap;
 pub mod seccomp;
 pub mod spec;
 pub mod supervisor;

@@ -1,16 +1,17 @@
 //! The OCI runtime spec of a job container, as a pure function of the job's inputs: image config (env, user,
 //! workdir, entrypoint), a default capability set without SYS_ADMIN, NET_ADMIN, NET_RAW or MKNOD, the
-//! seccomp profile, cgroup limits, the job's network namespace (IPv6 off, unprivileged ping on), its
+//! seccomp profile, cgroup limits, the job's network namespace (made and tuned by `network::netns`), its
 //! per-job files and the runner overlay.
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts, get_default_readonly_paths,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxIdMappingBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder, get_default_maskedpaths, get_default_mounts,
+    get_default_readonly_paths,
 };
 use serde_json::Value;
 
@@ -87,23 +88,8 @@ pub struct SpecInput<'a> {
     pub swap_accounting: bool,
     pub seccomp: Option<Value>,
     pub cgroups_path: String,
-    /// Whether the host kernel has IPv6 (its sysctls exist only then).
-    pub host_ipv6: bool,
-}
-
-/// The job network's sysctls (runc writes them in the job's network namespace before the job starts).
-/// IPv6 is off on `eth0` and on any interface made later: the firewall speaks IPv4 only, so a job gets no
-/// IPv6 route to the host or its peers (not even link-local). Loopback keeps `::1`. Any gid may open ICMP
-/// echo sockets, so `ping` works without CAP_NET_RAW.
-pub fn job_sysctls(attached: bool, host_ipv6: bool) -> HashMap<String, String> {
-    let mut s = HashMap::from([("net.ipv4.ping_group_range".to_string(), "0 2147483647".to_string())]);
-    if host_ipv6 {
-        s.insert("net.ipv6.conf.default.disable_ipv6".into(), "1".into());
-        if attached {
-            s.insert("net.ipv6.conf.eth0.disable_ipv6".into(), "1".into());
-        }
-    }
-    s
+    /// Run in a user namespace mapping 0..65536 to host ids from this base (the rootfs must be remapped).
+    pub uid_base: Option<u32>,
 }
 
 fn parse_user(user: &str) -> Result<(u32, u32), SpecError> {
@@ -212,7 +198,21 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         );
     }
 
-    let namespaces = [
+    if input.uid_base.is_some() {
+        // sysfs can only be mounted by the owner of the network namespace, which the host made: bind the
+        // host's read-only instead (as rootless containers do).
+        for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/sys")) {
+            *m = MountBuilder::default()
+                .destination("/sys")
+                .typ("bind")
+                .source("/sys")
+                .options(vec!["rbind".into(), "ro".into(), "nosuid".into(), "noexec".into(), "nodev".into()])
+                .build()
+                .map_err(build_err)?;
+        }
+    }
+
+    let mut namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
@@ -231,6 +231,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         b.build().map_err(build_err)
     })
     .collect::<Result<Vec<_>, _>>()?;
+    if input.uid_base.is_some() {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::User).build().map_err(build_err)?);
+    }
 
     let l = &input.limits;
     let mut resources = LinuxResourcesBuilder::default();
@@ -257,11 +260,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .namespaces(namespaces)
         .resources(resources.build().map_err(build_err)?)
         .cgroups_path(PathBuf::from(&input.cgroups_path))
-        .sysctl(job_sysctls(input.netns.is_some(), input.host_ipv6))
         .masked_paths(get_default_maskedpaths())
         .readonly_paths(get_default_readonly_paths());
     if let Some(s) = seccomp {
         linux = linux.seccomp(s);
+    }
+    if let Some(base) = input.uid_base {
+        let map = LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(base)
+            .size(super::remap::RANGE)
+            .build()
+            .map_err(build_err)?;
+        linux = linux.uid_mappings(vec![map]).gid_mappings(vec![map]);
     }
     let mut spec = Spec::default();
     spec.set_hostname(Some(input.hostname.clone()));
@@ -300,7 +311,7 @@ mod tests {
             swap_accounting: true,
             seccomp: Some(serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []})),
             cgroups_path: "/ephemerd/job-1".into(),
-            host_ipv6: true,
+            uid_base: None,
         }
     }
 
@@ -345,15 +356,22 @@ mod tests {
         assert!(mounts.iter().any(|m| m["destination"] == "/proc"));
         let cgroup = mounts.iter().find(|m| m["destination"] == "/sys/fs/cgroup").unwrap();
         assert!(cgroup["options"].as_array().unwrap().iter().any(|o| o == "ro"), "the job's cgroup is read-only");
-        assert_eq!(v["linux"]["sysctl"]["net.ipv6.conf.eth0.disable_ipv6"], "1");
-        assert_eq!(v["linux"]["sysctl"]["net.ipv6.conf.default.disable_ipv6"], "1");
-        assert_eq!(v["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 2147483647");
+        assert!(v["linux"].get("sysctl").is_none(), "the job network's sysctls are set when it is made");
+        assert!(v["linux"].get("uidMappings").is_none() && !ns.iter().any(|n| n["type"] == "user"));
     }
 
     #[test]
-    fn sysctls_follow_the_network_and_the_host() {
-        assert!(!job_sysctls(false, true).contains_key("net.ipv6.conf.eth0.disable_ipv6"), "no eth0 without a network");
-        assert_eq!(job_sysctls(true, false).len(), 1, "no IPv6 keys on a kernel without IPv6");
+    fn a_user_namespace_maps_the_range_and_binds_sys() {
+        let img = image(IMG);
+        let mut i = input(&img);
+        i.uid_base = Some(1 << 30);
+        let v = serde_json::to_value(build(&i).unwrap()).unwrap();
+        let map = serde_json::json!([{"containerID": 0, "hostID": 1u32 << 30, "size": 65536}]);
+        assert_eq!((&v["linux"]["uidMappings"], &v["linux"]["gidMappings"]), (&map, &map));
+        assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "user"));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert_eq!(sys["type"], "bind");
+        assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
     }
 
     #[test]

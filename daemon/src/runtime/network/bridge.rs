@@ -5,7 +5,6 @@
 //! it is.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
 use tokio::process::Command;
 
@@ -53,18 +52,28 @@ impl Bridge {
         &self.name
     }
 
-    fn sys(&self) -> PathBuf {
-        PathBuf::from("/sys/class/net").join(&self.name)
+    /// `ip -j link show <args>` (over netlink: /sys may be another network namespace's view).
+    fn links(args: &[&str]) -> Option<Vec<serde_json::Value>> {
+        let out = std::process::Command::new("ip").args(["-j", "link", "show"]).args(args).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
     }
 
+    /// The bridge's alias ("" when it has none), or `None` when there is no such interface.
     fn alias(&self) -> Option<String> {
-        std::fs::read_to_string(self.sys().join("ifalias")).ok().map(|a| a.trim().to_string())
+        let links = Self::links(&["dev", &self.name])?;
+        let l = links.first()?;
+        Some(l["ifalias"].as_str().unwrap_or_default().trim().to_string())
     }
 
     fn ports(&self) -> Vec<String> {
-        std::fs::read_dir(self.sys().join("brif"))
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        Self::links(&["master", &self.name])
             .unwrap_or_default()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .collect()
     }
 
     /// Makes sure a job may be attached: the bridge is absent (the bridge plugin makes it), ours, or one
@@ -130,8 +139,17 @@ impl Bridge {
         if self.alias().is_some_and(|a| self.instance.owns_alias(&a)) {
             return Ok(());
         }
-        std::fs::write(self.sys().join("ifalias"), self.instance.bridge_alias())
-            .map_err(|e| BridgeError::Io { bridge: self.name.clone(), message: format!("cannot set its alias: {e}") })
+        let out = std::process::Command::new("ip")
+            .args(["link", "set", "dev", &self.name, "alias", &self.instance.bridge_alias()])
+            .output()
+            .map_err(|e| BridgeError::Io { bridge: self.name.clone(), message: format!("cannot run ip: {e}") })?;
+        if !out.status.success() {
+            return Err(BridgeError::Io {
+                bridge: self.name.clone(),
+                message: format!("cannot set its alias: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            });
+        }
+        Ok(())
     }
 
     fn check_subnet(&self, addresses: &[(String, Ipv4Addr, u8)]) -> Result<(), BridgeError> {
@@ -163,7 +181,7 @@ impl Bridge {
             .output()
             .await
             .map_err(|e| BridgeError::Io { bridge: self.name.clone(), message: format!("cannot run ip: {e}") })?;
-        if !out.status.success() && self.sys().exists() {
+        if !out.status.success() && self.alias().is_some() {
             return Err(BridgeError::Io {
                 bridge: self.name.clone(),
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),

@@ -4,7 +4,7 @@
 //! refused. Every job rule carries a comment naming the instance and the job, so a job's rules (and
 //! leftovers of a crashed daemon) are found and removed by that tag, and never another instance's.
 //! Changes go through `iptables-restore --noflush` in one batch. IPv4 only: jobs have no IPv6 (see
-//! `containerd::spec::job_sysctls`).
+//! `netns::job_sysctls`).
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;

@@ -1,5 +1,10 @@
 //! Named network namespaces: a new namespace kept alive by a bind mount of its nsfs file onto a path under
-//! the daemon's run dir (what `ip netns add` does, without shelling out).
+//! the daemon's run dir (what `ip netns add` does, without shelling out), with the job network's sysctls
+//! written from inside it before anything is attached: IPv6 off for every interface made later (the
+//! firewall speaks IPv4 only, so a job gets no IPv6 path to the host or its peers, not even link-local;
+//! loopback, made with the namespace, keeps `::1`), and ICMP echo sockets for any gid, so `ping` works
+//! without CAP_NET_RAW. Written here rather than by runc: a job in a user namespace may not write the
+//! sysctls of a namespace the host made.
 
 use std::io;
 use std::path::Path;
@@ -7,16 +12,33 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 
-/// Creates a network namespace bound at `path`. Idempotent: an existing namespace there is kept.
-pub fn create(path: &Path) -> io::Result<()> {
+/// The sysctls of a job's network namespace (keys as `sysctl` spells them). The IPv6 ones only where the
+/// host kernel has IPv6.
+pub fn job_sysctls(host_ipv6: bool) -> Vec<(&'static str, &'static str)> {
+    let mut s = vec![("net.ipv4.ping_group_range", "0 2147483647")];
+    if host_ipv6 {
+        s.push(("net.ipv6.conf.default.disable_ipv6", "1"));
+    }
+    s
+}
+
+/// Creates a network namespace bound at `path` and writes `sysctls` in it. Idempotent: an existing
+/// namespace there is kept (as it is).
+pub fn create(path: &Path, sysctls: &[(&'static str, &'static str)]) -> io::Result<()> {
     if is_mounted(path) {
         return Ok(());
     }
     std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
     let target = path.to_path_buf();
+    let sysctls = sysctls.to_vec();
     // unshare() moves the calling thread: do it on a thread of its own that ends right after.
     let r = std::thread::spawn(move || -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        // /proc/sys/net is the calling thread's namespace's: this one's now.
+        for (key, value) in &sysctls {
+            let file = format!("/proc/sys/{}", key.replace('.', "/"));
+            std::fs::write(&file, value).map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}: {e}")))?;
+        }
         let tid = nix::unistd::gettid();
         let src = format!("/proc/self/task/{tid}/ns/net");
         mount(Some(src.as_str()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io::Error::from)

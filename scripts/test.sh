@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # All the tests: install what is needed, build the job image, then lint, unit tests and end-to-end tests
 # against real containerd, runc, CNI plugins and a local docker-registry; the tray app's UI tests, and
-# the app in a real window (Xvfb + WebDriver).
+# the app in a real window (Xvfb + WebDriver); last, the README's demo on a fresh Debian 12 root (scripts/fresh-machine.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -28,3 +28,6 @@ echo "==> cargo test" >&2
 # The end-to-end tests run both binaries.
 cargo build -p ephemerd -p ephemerd-tray --locked
 cargo test --workspace --locked
+
+echo "==> the fresh-machine check: the README's demo on a clean Debian 12 root" >&2
+scripts/fresh-machine.sh

@@ -33,10 +33,6 @@ impl Instance {
         &self.id
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// The chain hooked first into INPUT: what jobs may reach on the host.
     pub fn chain_input(&self) -> String {
         format!("EPHEMERD-{}-IN", self.id)

@@ -111,6 +111,7 @@ pub struct Runtime {
     instance: Instance,
     /// The uid base of jobs' user namespaces, when they get one.
     uid_base: Option<u32>,
+    netns_sysctls: Vec<(&'static str, &'static str)>,
     /// One image remap at a time.
     remapping: tokio::sync::Mutex<()>,
 }
@@ -150,12 +151,12 @@ impl Runtime {
                 return Err(RuntimeError::RunnerDir(r.clone()));
             }
         }
+        let uid_base = cfg.security.user_namespace.then(|| instance.uid_base());
         let mut runner_dir = cfg.runner.dir.clone();
-        if cfg.security.user_namespace {
+        if let Some(base) = uid_base {
             traversable_for_jobs(&dirs)?;
             if let Some(src) = &cfg.runner.dir {
                 // The jobs' overlay needs a lower tree their root owns: a shifted copy, kept in the data dir.
-                let base = Instance::of(&dirs).uid_base();
                 let copy = dirs.root.join("runner").join(base.to_string());
                 std::fs::create_dir_all(dirs.root.join("runner")).map_err(|source| RuntimeError::Io {
                     id: String::new(),
@@ -175,7 +176,8 @@ impl Runtime {
             store,
             cni,
             firewall: Firewall::new(instance.clone(), subnet, &cfg.network.bridge),
-            uid_base: cfg.security.user_namespace.then(|| instance.uid_base()),
+            uid_base,
+            netns_sysctls: netns::job_sysctls(Path::new("/proc/sys/net/ipv6").exists()),
             remapping: tokio::sync::Mutex::new(()),
             instance,
             policy,
@@ -226,8 +228,7 @@ impl Runtime {
         let mut lap = Lap::new(id);
         let ns_path = self.dirs.netns_dir().join(id);
         self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
-        netns::create(&ns_path, &netns::job_sysctls(Path::new("/proc/sys/net/ipv6").exists()))
-            .map_err(io("creating network namespace"))?;
+        netns::create(&ns_path, &self.netns_sysctls).map_err(io("creating network namespace"))?;
         lap.lap("netns");
 
         self.store.add_resource(id, ResourceKind::Cni, id)?;
@@ -396,7 +397,7 @@ impl Runtime {
     /// once none of its jobs needs it any more.
     pub async fn shutdown(&self) -> Result<(), RuntimeError> {
         self.firewall.teardown_if_idle().await?;
-        self.cni.remove_bridge_if_idle().await?;
+        self.cni.remove_bridge_if_idle()?;
         self.instance.remove_cgroup_parents();
         Ok(())
     }
@@ -452,7 +453,7 @@ impl Runtime {
             }
         }
         if live.is_empty() {
-            self.cni.remove_bridge_if_idle().await?;
+            self.cni.remove_bridge_if_idle()?;
         }
         if !rep.is_empty() {
             info!(?rep, "removed what an earlier run left behind");

@@ -1,12 +1,11 @@
 //! The job bridge as a host object of one instance: made here with an alias naming the instance and data
-//! dir (CNI's bridge plugin then gives it the gateway address and brings it up); this module refuses a bridge or a subnet another
-//! instance (or anything else on the host) already uses, and deletes the bridge once the instance has no
-//! job on it. The kernel's interface alias is the record, so a crashed instance's bridge still says whose
-//! it is.
+//! dir (CNI's bridge plugin then gives it the gateway address and brings it up). A bridge or a subnet
+//! another instance (or anything else on the host) already uses is refused, and the bridge is deleted
+//! once the instance has no job on it. The kernel's interface alias is the record, so a crashed
+//! instance's bridge still says whose it is. Everything goes through `ip` (netlink): `/sys` may show
+//! another network namespace.
 
 use std::net::Ipv4Addr;
-
-use tokio::process::Command;
 
 use crate::config::Ipv4Net;
 use crate::runtime::instance::Instance;
@@ -28,7 +27,7 @@ pub enum BridgeError {
 /// Where the bridge stands for this instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Not there yet: the bridge plugin makes it with the first job.
+    /// Not there yet: [`Bridge::claim`] makes it with the first job.
     Absent,
     Ours,
     /// Unowned and empty, or left by an instance that is gone: the next job takes it over.
@@ -52,24 +51,32 @@ impl Bridge {
         &self.name
     }
 
-    /// `ip -j link show <args>` (over netlink: /sys may be another network namespace's view).
-    fn links(args: &[&str]) -> Option<Vec<serde_json::Value>> {
-        let out = std::process::Command::new("ip").args(["-j", "link", "show"]).args(args).output().ok()?;
+    /// Runs `ip <args>`; its stdout, or what it said went wrong.
+    fn ip(&self, args: &[&str]) -> Result<Vec<u8>, BridgeError> {
+        let io = |message: String| BridgeError::Io { bridge: self.name.clone(), message };
+        let out =
+            std::process::Command::new("ip").args(args).output().map_err(|e| io(format!("cannot run ip: {e}")))?;
         if !out.status.success() {
-            return None;
+            return Err(io(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
         }
-        serde_json::from_slice(&out.stdout).ok()
+        Ok(out.stdout)
+    }
+
+    /// `ip -j link show <args>`, or `None` when there is no such link.
+    fn links(&self, args: &[&str]) -> Option<Vec<serde_json::Value>> {
+        let out = self.ip(&[&["-j", "link", "show"], args].concat()).ok()?;
+        serde_json::from_slice(&out).ok()
     }
 
     /// The bridge's alias ("" when it has none), or `None` when there is no such interface.
     fn alias(&self) -> Option<String> {
-        let links = Self::links(&["dev", &self.name])?;
+        let links = self.links(&["dev", &self.name])?;
         let l = links.first()?;
         Some(l["ifalias"].as_str().unwrap_or_default().trim().to_string())
     }
 
     fn ports(&self) -> Vec<String> {
-        Self::links(&["master", &self.name])
+        self.links(&["master", &self.name])
             .unwrap_or_default()
             .iter()
             .filter_map(|l| l["ifname"].as_str().map(String::from))
@@ -89,67 +96,45 @@ impl Bridge {
             Claim::Absent => {
                 // Made here rather than by the bridge plugin (which configures an existing bridge), so it
                 // carries the alias from its first moment.
-                let out = std::process::Command::new("ip")
-                    .args(["link", "add", "name", &self.name, "type", "bridge"])
-                    .output()
-                    .map_err(|e| BridgeError::Io {
-                        bridge: self.name.clone(),
-                        message: format!("cannot run ip: {e}"),
-                    })?;
-                if !out.status.success() {
+                match self.ip(&["link", "add", "name", &self.name, "type", "bridge"]) {
+                    Ok(_) => self.mark(),
                     // Someone else made it in between: whose it is decides.
-                    return match self.inspect()? {
-                        Claim::Absent => Err(BridgeError::Io {
-                            bridge: self.name.clone(),
-                            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                        }),
+                    Err(e) => match self.inspect()? {
+                        Claim::Absent => Err(e),
                         Claim::Ours => Ok(()),
                         Claim::TakeOver => self.mark(),
-                    };
+                    },
                 }
-                self.mark()
             }
         }
     }
 
-    /// What [`Bridge::claim`] would do, changing nothing (for `doctor`).
+    /// What [`Bridge::claim`] would do, changing nothing (for `doctor`). The subnet is checked before the
+    /// bridge is made or taken over; once it is ours, that check stands.
     pub fn inspect(&self) -> Result<Claim, BridgeError> {
         let mut claim = Claim::Absent;
         if let Some(alias) = self.alias() {
-            claim = Claim::Ours;
-            if !self.instance.owns_alias(&alias) {
-                let ports = self.ports();
-                if !ports.is_empty() || owner_running(&alias) {
-                    let owner = if alias.is_empty() {
-                        format!("something other than this instance ({} ports attached)", ports.len())
-                    } else {
-                        format!("another ephemerd (alias \"{alias}\")")
-                    };
-                    return Err(BridgeError::Taken { bridge: self.name.clone(), owner });
-                }
-                claim = Claim::TakeOver;
+            if self.instance.owns_alias(&alias) {
+                return Ok(Claim::Ours);
             }
+            let ports = self.ports();
+            if !ports.is_empty() || owner_running(&alias) {
+                let owner = if alias.is_empty() {
+                    format!("something other than this instance ({} ports attached)", ports.len())
+                } else {
+                    format!("another ephemerd (alias \"{alias}\")")
+                };
+                return Err(BridgeError::Taken { bridge: self.name.clone(), owner });
+            }
+            claim = Claim::TakeOver;
         }
         self.check_subnet(&host_addresses())?;
         Ok(claim)
     }
 
-    /// Records the instance on the bridge (after the bridge plugin made it).
-    pub fn mark(&self) -> Result<(), BridgeError> {
-        if self.alias().is_some_and(|a| self.instance.owns_alias(&a)) {
-            return Ok(());
-        }
-        let out = std::process::Command::new("ip")
-            .args(["link", "set", "dev", &self.name, "alias", &self.instance.bridge_alias()])
-            .output()
-            .map_err(|e| BridgeError::Io { bridge: self.name.clone(), message: format!("cannot run ip: {e}") })?;
-        if !out.status.success() {
-            return Err(BridgeError::Io {
-                bridge: self.name.clone(),
-                message: format!("cannot set its alias: {}", String::from_utf8_lossy(&out.stderr).trim()),
-            });
-        }
-        Ok(())
+    /// Records the instance on the bridge.
+    fn mark(&self) -> Result<(), BridgeError> {
+        self.ip(&["link", "set", "dev", &self.name, "alias", &self.instance.bridge_alias()]).map(drop)
     }
 
     fn check_subnet(&self, addresses: &[(String, Ipv4Addr, u8)]) -> Result<(), BridgeError> {
@@ -171,23 +156,15 @@ impl Bridge {
     }
 
     /// Deletes the bridge if it is this instance's and no port is left on it. Idempotent.
-    pub async fn remove_if_idle(&self) -> Result<(), BridgeError> {
+    pub fn remove_if_idle(&self) -> Result<(), BridgeError> {
         let Some(alias) = self.alias() else { return Ok(()) };
         if !self.instance.owns_alias(&alias) || !self.ports().is_empty() {
             return Ok(());
         }
-        let out = Command::new("ip")
-            .args(["link", "del", "dev", &self.name])
-            .output()
-            .await
-            .map_err(|e| BridgeError::Io { bridge: self.name.clone(), message: format!("cannot run ip: {e}") })?;
-        if !out.status.success() && self.alias().is_some() {
-            return Err(BridgeError::Io {
-                bridge: self.name.clone(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
+        match self.ip(&["link", "del", "dev", &self.name]) {
+            Err(e) if self.alias().is_some() => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

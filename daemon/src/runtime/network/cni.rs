@@ -167,8 +167,8 @@ impl Cni {
     }
 
     /// Deletes the bridge once no job of ours is on it.
-    pub async fn remove_bridge_if_idle(&self) -> Result<(), CniError> {
-        Ok(self.bridge.remove_if_idle().await?)
+    pub fn remove_bridge_if_idle(&self) -> Result<(), CniError> {
+        Ok(self.bridge.remove_if_idle()?)
     }
 
     #[allow(clippy::too_many_arguments)]

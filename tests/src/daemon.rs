@@ -151,10 +151,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        let running = self.child.take().map(|mut c| {
             let _ = c.kill();
             let _ = c.wait();
-            // A failed test must not leak: stop the killed daemon's containerd and remove its jobs.
+        });
+        // A failed test must not leak (its jobs would hold the shared test bridge): stop the daemon's
+        // containerd and remove its jobs, also when the test had already killed the daemon itself.
+        if running.is_some() || std::thread::panicking() {
             let _ = ephemerd(self.data.path(), &self.config, &["cleanup"]);
         }
     }

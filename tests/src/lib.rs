@@ -185,6 +185,12 @@ pub fn leftovers(data_dir: &Path) -> Vec<String> {
     for n in list(data_dir.join("run/netns")) {
         out.push(format!("netns {n}"));
     }
+    let prefix = format!("{}/", data_dir.display());
+    for l in std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines() {
+        if let Some(m) = l.split(' ').nth(4).filter(|m| m.starts_with(&prefix)) {
+            out.push(format!("mount {m}"));
+        }
+    }
     for n in list(data_dir.join("jobs")) {
         out.push(format!("job dir {n}"));
     }
@@ -233,15 +239,26 @@ pub fn iptables(args: &[&str]) -> String {
 
 /// Whether a process whose command line contains `needle` runs.
 pub fn process_running(needle: &str) -> bool {
+    processes_matching(|cmd| cmd.contains(needle)) > 0
+}
+
+/// How many processes on the machine run the command line `cmd` itself (not a shell running it).
+pub fn processes_running_exactly(cmd: &str) -> usize {
+    processes_matching(|c| c.trim_end() == cmd)
+}
+
+fn processes_matching(matches: impl Fn(&str) -> bool) -> usize {
     std::fs::read_dir("/proc")
         .map(|rd| {
-            rd.flatten().any(|e| {
-                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-                let cmd: Vec<u8> = cmd.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
-                String::from_utf8_lossy(&cmd).contains(needle)
-            })
+            rd.flatten()
+                .filter(|e| {
+                    let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                    let cmd: Vec<u8> = cmd.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                    matches(&String::from_utf8_lossy(&cmd))
+                })
+                .count()
         })
-        .unwrap_or(false)
+        .unwrap_or(0)
 }
 
 /// Runs the ephemerd binary to completion.

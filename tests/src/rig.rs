@@ -13,20 +13,39 @@ use ephemerd::store::Store;
 
 use crate::{config_text, job_image_archive, leftovers, short_tempdir};
 
+/// Fields drop in this order: the lock is released before a failed test's cleanup takes it, and the
+/// data dir goes last.
 pub struct Rig {
-    pub dir: tempfile::TempDir,
     pub dirs: DataDirs,
     pub sup: Supervisor,
     pub ctr: Containerd,
     pub rt: Runtime,
     _lock: DataDirLock,
+    _cleanup: CleanupOnPanic,
+    pub dir: tempfile::TempDir,
+}
+
+/// A test that panics leaves its containerd and jobs running; they would hold the shared test bridge
+/// and fail every later test. `ephemerd cleanup` removes them (it stops the stale containerd first).
+struct CleanupOnPanic {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for CleanupOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = crate::ephemerd(&self.dir, &self.dir.join("config.toml"), &["cleanup"]);
+        }
+    }
 }
 
 impl Rig {
     pub async fn start(extra: &str) -> Rig {
         let dir = short_tempdir();
-        let cfg = Config::parse(&config_text(extra)).unwrap();
+        let text = config_text(extra);
+        let cfg = Config::parse(&text).unwrap();
         cfg.validate().unwrap();
+        std::fs::write(dir.path().join("config.toml"), &text).unwrap();
         let dirs = DataDirs::new(dir.path());
         let lock = DataDirLock::acquire(&dirs).unwrap();
         let bins = Binaries::find(&SearchPath::for_executables(None)).unwrap();
@@ -34,7 +53,8 @@ impl Rig {
         let ctr = Containerd::connect(sup.socket()).await.unwrap();
         let store = Store::open(&dirs.journal()).unwrap();
         let rt = Runtime::new(&cfg, dirs.clone(), ctr.clone(), store).unwrap();
-        Rig { dir, dirs, sup, ctr, rt, _lock: lock }
+        let _cleanup = CleanupOnPanic { dir: dir.path().to_path_buf() };
+        Rig { dirs, sup, ctr, rt, _lock: lock, _cleanup, dir }
     }
 
     pub async fn import_job_image(&self) -> Image {

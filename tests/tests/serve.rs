@@ -153,7 +153,9 @@ async fn kill_9_with_four_jobs_running_then_restart_removes_them_and_queued_jobs
     let mut d = Daemon::prepare(&fake, port, "[scheduler]\nmax_concurrent = 4\nsweep_interval = \"1s\"");
     d.start();
     let running = || fake.jobs().iter().filter(|j| j["status"] == "in_progress").count();
-    wait_until("4 jobs in progress", Duration::from_secs(120), || running() == 4, &d).await;
+    // The fake marks a job in progress when its runner takes it, a moment before the step starts.
+    let steps = || processes_running_exactly(&sleep) == 4;
+    wait_until("4 jobs in progress", Duration::from_secs(120), || running() == 4 && steps(), &d).await;
     // kill -9 the daemon and its containerd.
     let ctr_pid: i32 =
         std::fs::read_to_string(d.data.path().join("run/containerd.pid")).unwrap().trim().parse().unwrap();

@@ -112,6 +112,9 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
             Ok(ctl::Ctl { socket, json: cli.global.json }.run(c).await)
         }
         Command::Cleanup => {
+            // Cleaning up needs no runner tree: one that is gone (or broken) must not keep the leftovers.
+            let mut cfg = cfg.clone();
+            cfg.runner.dir = None;
             let s = Session::start(&cfg, &dirs).await?;
             let n = s.reconciled.clone();
             s.stop().await;

@@ -421,3 +421,49 @@ fn run_in_a_user_namespace_owns_its_workspace() {
     );
     env.assert_clean();
 }
+
+#[test]
+fn a_step_cannot_forge_a_result_or_rewrite_a_later_step() {
+    let _s = serial();
+    let env = Env::new();
+    // Step 1 is hostile: it prints what the host prints for a passing step and for the next step's start,
+    // tries to rewrite step 3's script, looks for a driver to read or trace, then fails.
+    let wf = env.workflow(
+        "forge.yml",
+        r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: forger
+        run: |
+          printf '\342\234\223 forger (0.0s)\n\342\226\266 Step 3/3: later\n'
+          (echo 'echo rewritten-later-ran' > /ephemerd/steps/3.sh) 2>/dev/null && echo rewrote-later || echo later-is-read-only
+          touch new-in-workspace && echo workspace-writable
+          for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline; echo; done > /tmp/procs
+          grep -c . /tmp/procs | sed 's/^/processes=/'
+          grep -q 'steps/3' /tmp/procs && echo saw-a-driver || echo no-driver
+          exit 5
+      - name: on-failure
+        if: failure()
+        run: echo failure-seen
+      - name: later
+        run: echo later-ran
+"#,
+    );
+    let out = env.ephemerd(&["run", wf.to_str().unwrap(), "--image", JOB_IMAGE]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "the step's own code: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("✗ forger failed with exit code 5"), "{stdout}");
+    assert!(stdout.contains("✓ forger (0.0s)"), "the forged line is only output: {stdout}");
+    assert!(stdout.contains("later-is-read-only") && !stdout.contains("rewrote-later"), "{stdout}");
+    assert!(stdout.contains("workspace-writable"), "the twin: the step writes where it may: {stdout}");
+    assert!(stdout.contains("no-driver") && !stdout.contains("saw-a-driver"), "{stdout}");
+    let procs: usize =
+        stdout.lines().find_map(|l| l.strip_prefix("processes=")).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    assert!(procs >= 3, "the twin: the step sees the job's processes (keeper, its shell, grep): {stdout}");
+    assert!(stdout.contains("failure-seen"), "the host saw the failure: {stdout}");
+    assert!(stdout.contains("○ Step 3/3: later (skipped)") && !stdout.contains("later-ran"), "{stdout}");
+    assert!(stdout.contains("Job `build` failed: step 1 `forger` exited with 5"), "{stdout}");
+    env.assert_clean();
+}

@@ -1,6 +1,7 @@
 //! A job is hostile code: each test here tries, from inside a real job container, to reach what a job must
 //! not (new namespaces, its own cgroup limits, the host over IPv6, its peers, another instance's firewall),
-//! and each has a positive twin that proves the probe works where it is allowed.
+//! and each has a positive twin that proves the probe works where it is allowed. The forging probe against
+//! `ephemerd run`'s steps is in `cli.rs` (it needs the binary), the egress and metadata ones in `runtime.rs`.
 
 // Each test holds the serial guard for its whole run (its own runtime): holding it across awaits is the point.
 #![allow(clippy::await_holding_lock)]
@@ -391,6 +392,7 @@ async fn a_jobs_sockets_syscalls_and_files_reach_nothing_of_the_host() {
          (dmesg) >/dev/null 2>&1; echo dmesg:$?
          (echo 1 > /sys/kernel/mm/transparent_hugepage/enabled) 2>&1; echo sysfs-write:$?
          ls /dev | tr '\\n' ' ' | sed 's/^/dev: /'; echo
+         ls /sys/class/net | tr '\\n' ' ' | sed 's/^/sys-net: /'; echo
          head -c 5 /proc/self/status | sed 's/^/status:/'; echo"
     );
     let (exit, log) = rig.run(&image, &script, None, vec![probe_bind()]).await;
@@ -423,6 +425,13 @@ async fn a_jobs_sockets_syscalls_and_files_reach_nothing_of_the_host() {
     let dev = line("dev: ");
     assert!(dev.contains(" null ") && !dev.contains("sda") && !dev.contains("vsock") && !dev.contains("kvm"), "{dev}");
     assert!(line("status:").contains("Name:"), "the twin: /proc/self is readable: {log}");
+    // The job's sysfs is its own network namespace's (its user namespace owns it): none of the host's links.
+    let sys_net = line("sys-net: ");
+    let mut links: Vec<&str> = sys_net.trim_start_matches("sys-net: ").split_whitespace().collect();
+    links.sort();
+    assert_eq!(links, ["eth0", "lo"], "{log}");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    assert!(host_links > 2, "the twin: the host's sysfs shows its links (and the bridge)");
     rig.stop().await;
 }
 

@@ -1,5 +1,7 @@
 //! `ephemerd run`: one workflow job in a fresh container, through the same runtime path as forge jobs,
-//! with its steps' output live on the terminal. Ctrl-C stops the job and cleans up.
+//! with its steps' output live on the terminal. Each step runs as a process of its own in the job's
+//! container, started and waited for from here: which steps run, and how each ended, is decided outside the
+//! job. Ctrl-C stops the job and cleans up.
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use ephemerd::runtime::containerd::image::normalize;
 use ephemerd::runtime::containerd::spec::Bind;
 use ephemerd::runtime::{Exit, JobSpec, new_job_id};
 use ephemerd::workflow::output::Renderer;
-use ephemerd::workflow::plan::{JobPlan, WORKSPACE};
+use ephemerd::workflow::plan::{JobPlan, StepKind, WORKSPACE};
 use ephemerd::workflow::{driver, model, plan, workspace};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::Instrument;
@@ -74,8 +76,7 @@ pub async fn run(args: RunArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u
     let text = std::fs::read_to_string(&file).map_err(|e| usage(format!("cannot read {shown}: {e}")))?;
     let wf = model::parse(&text).map_err(|e| usage(format!("{shown}: {e}")))?;
     let plan = plan::plan(&wf, &shown, args.job.as_deref()).map_err(usage)?;
-    let nonce = format!("{:016x}", rand::random::<u64>());
-    let rendered = driver::render(&plan, &nonce).map_err(|e| usage(format!("{shown}: {e}")))?;
+    let rendered = driver::render(&plan).map_err(|e| usage(format!("{shown}: {e}")))?;
     let image_ref = args.image.unwrap_or_else(|| cfg.image.default.clone());
     normalize(&image_ref).map_err(usage)?;
     for w in &plan.warnings {
@@ -84,7 +85,7 @@ pub async fn run(args: RunArgs, cfg: Config, dirs: DataDirs) -> anyhow::Result<u
     let root = workspace::repo_root(&file);
 
     let session = Session::start(&cfg, &dirs).await?;
-    let r = run_job(&session, &plan, &rendered, &nonce, &image_ref, &root).await;
+    let r = run_job(&session, &plan, &rendered, &image_ref, &root).await;
     session.stop().await;
     r
 }
@@ -93,7 +94,6 @@ async fn run_job(
     s: &Session,
     plan: &JobPlan,
     rendered: &driver::Rendered,
-    nonce: &str,
     image_ref: &str,
     root: &Path,
 ) -> anyhow::Result<u8> {
@@ -112,7 +112,7 @@ async fn run_job(
 
     let dir = rt.begin(&id, &image.name)?;
     let started = Instant::now();
-    let mut renderer = Renderer::new(plan, nonce, color);
+    let mut renderer = Renderer::new(plan, color);
     let mut cursor = LogCursor::default();
     let outcome = async {
         let scripts = dir.join("ephemerd");
@@ -131,7 +131,7 @@ async fn run_job(
         let spec = JobSpec {
             id: id.clone(),
             image: image.clone(),
-            args: Some(rendered.args.clone()),
+            args: Some(driver::keeper_args()),
             env: Vec::new(),
             workdir: Some(WORKSPACE.into()),
             binds: vec![
@@ -143,7 +143,7 @@ async fn run_job(
         };
         rt.create(&spec).await?;
         rt.start(&id).await?;
-        follow(s, &id, plan.timeout, &mut renderer, &mut cursor).await
+        run_steps(s, plan, &id, &mut renderer, &mut cursor).await
     }
     .instrument(span.clone())
     .await;
@@ -228,30 +228,107 @@ fn print_new(path: &Path, cur: &mut LogCursor, r: &mut Renderer, last: bool) {
     }
 }
 
-/// Streams the job's output until it ends, is interrupted, or times out.
-async fn follow(
+/// Prints `text` as it is.
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Runs the job's steps in order (each when its condition holds, given how the earlier ones ended), with
+/// their output live, until they are done or the job is interrupted or times out. The job's exit code is the
+/// first failing step's, 0 when none failed (a `continue-on-error` step's failure does not count).
+async fn run_steps(
     s: &Session,
+    plan: &JobPlan,
     id: &str,
-    timeout: Option<Duration>,
     r: &mut Renderer,
     cur: &mut LogCursor,
 ) -> anyhow::Result<Ended> {
     let rt = &s.runtime;
     let log = rt.log_path(id);
+    let mut stop = Stops {
+        int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        deadline: plan.timeout.map(|t| (tokio::time::Instant::now() + t, t)),
+    };
+    let (mut all_passed, mut first_rc, mut failed_by_oom, mut any_oom) = (true, 0u32, false, false);
+    for step in &plan.steps {
+        let n = step.number;
+        if !matches!(step.kind, StepKind::Run { .. }) || !step.cond.holds(all_passed) {
+            print(&r.skip(n));
+            continue;
+        }
+        print(&r.start(n));
+        let exec_id = format!("step-{n}");
+        let ooms = rt.oom_kills(id);
+        rt.exec(id, &exec_id, driver::step_args(n)).await.with_context(|| format!("starting step {n}"))?;
+        let watched = watch(s, id, &exec_id, &mut stop, r, cur).await;
+        let deleted = rt.delete_exec(id, &exec_id).await;
+        print_new(&log, cur, r, false);
+        let watched = watched?;
+        deleted.with_context(|| format!("removing step {n}'s process"))?;
+        let rc = match watched {
+            Watched::Exited(rc) => rc,
+            Watched::Stopped(ended) => {
+                print(&r.finish());
+                return Ok(ended);
+            }
+        };
+        print(&r.end(n, i32::try_from(rc).unwrap_or(i32::MAX)));
+        let oom = rt.oom_kills(id) > ooms;
+        any_oom |= oom;
+        if rc != 0 && !step.continue_on_error {
+            if all_passed {
+                (first_rc, failed_by_oom) = (rc, oom);
+            }
+            all_passed = false;
+        }
+    }
+    let exit = Exit { code: first_rc, oom_killed: if first_rc == 0 { any_oom } else { failed_by_oom } };
+    rt.record_exit(id, exit.code, exit.oom_killed)?;
+    Ok(Ended::Exited(exit))
+}
+
+/// What stops a job before its steps are done.
+struct Stops {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    /// When the job times out, and its timeout.
+    deadline: Option<(tokio::time::Instant, Duration)>,
+}
+
+enum Watched {
+    Exited(u32),
+    Stopped(Ended),
+}
+
+/// Streams a step's output until its process exits (its exit code), or the job is interrupted or times out
+/// (then every process of the job is stopped, and how it ended).
+async fn watch(
+    s: &Session,
+    id: &str,
+    exec_id: &str,
+    stop: &mut Stops,
+    r: &mut Renderer,
+    cur: &mut LogCursor,
+) -> anyhow::Result<Watched> {
+    let rt = &s.runtime;
+    let log = rt.log_path(id);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    let far = tokio::time::Instant::now() + Duration::from_secs(u64::MAX / 4);
+    let deadline = tokio::time::sleep_until(stop.deadline.map_or(far, |(at, _)| at));
     tokio::pin!(deadline);
-    let wait = rt.wait(id);
+    let wait = rt.wait_exec(id, exec_id);
     tokio::pin!(wait);
     let mut stopping: Option<Ended> = None;
     let mut kill_at: Option<Instant> = None;
     loop {
         tokio::select! {
-            exit = &mut wait => {
-                let exit = exit?;
+            rc = &mut wait => {
+                let rc = rc?;
                 print_new(&log, cur, r, false);
-                return Ok(stopping.unwrap_or(Ended::Exited(exit)));
+                return Ok(stopping.map_or(Watched::Exited(rc), Watched::Stopped));
             }
             _ = tick.tick() => {
                 print_new(&log, cur, r, false);
@@ -260,20 +337,20 @@ async fn follow(
                     kill_at = None;
                 }
             }
-            _ = tokio::signal::ctrl_c(), if stopping.is_none() => {
+            _ = stop.int.recv(), if stopping.is_none() => {
                 err!("\nStopping the job (Ctrl-C)…");
                 stopping = Some(Ended::Interrupted);
                 rt.kill(id, 15).await?;
                 kill_at = Some(Instant::now() + Duration::from_secs(5));
             }
-            _ = term.recv(), if stopping.is_none() => {
+            _ = stop.term.recv(), if stopping.is_none() => {
                 err!("Stopping the job (SIGTERM)…");
                 stopping = Some(Ended::Interrupted);
                 rt.kill(id, 15).await?;
                 kill_at = Some(Instant::now() + Duration::from_secs(5));
             }
             _ = &mut deadline, if stopping.is_none() => {
-                stopping = Some(Ended::TimedOut(timeout.unwrap_or_default()));
+                stopping = Some(Ended::TimedOut(stop.deadline.map(|(_, t)| t).unwrap_or_default()));
                 rt.kill(id, 9).await?;
             }
         }

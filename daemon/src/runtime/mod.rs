@@ -114,6 +114,8 @@ pub struct Runtime {
     netns_sysctls: Vec<(&'static str, &'static str)>,
     /// One image remap at a time.
     remapping: tokio::sync::Mutex<()>,
+    /// Each created job's own process (OCI JSON): what [`Runtime::exec`] starts more of.
+    processes: std::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
@@ -179,6 +181,7 @@ impl Runtime {
             uid_base,
             netns_sysctls: netns::job_sysctls(Path::new("/proc/sys/net/ipv6").exists()),
             remapping: tokio::sync::Mutex::new(()),
+            processes: Default::default(),
             instance,
             policy,
             limits: cfg.limits.clone(),
@@ -226,22 +229,6 @@ impl Runtime {
         let dir = self.dirs.job_dir(id);
 
         let mut lap = Lap::new(id);
-        let ns_path = self.dirs.netns_dir().join(id);
-        self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
-        netns::create(&ns_path, &self.netns_sysctls).map_err(io("creating network namespace"))?;
-        lap.lap("netns");
-
-        self.store.add_resource(id, ResourceKind::Cni, id)?;
-        let att = self.cni.add(id, &ns_path).await?;
-        debug!(job = id, ip = %att.ip, "network attached");
-        lap.lap("cni add");
-
-        self.store.add_resource(id, ResourceKind::Firewall, id)?;
-        let mut policy = self.policy.clone();
-        policy.endpoints.extend(job.endpoints.iter().copied());
-        self.firewall.add_job(id, att.ip, &policy).await?;
-        lap.lap("firewall add");
-
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io("writing /etc files"))?;
         std::fs::write(
@@ -249,7 +236,8 @@ impl Runtime {
             network::render_resolv_conf(&self.policy.dns, &network::host_search_domains()),
         )
         .map_err(io("writing resolv.conf"))?;
-        std::fs::write(etc.join("hosts"), network::render_hosts(id, Some(att.ip))).map_err(io("writing hosts"))?;
+        // Rewritten in place (the bind keeps the inode) once the job has its address.
+        std::fs::write(etc.join("hosts"), network::render_hosts(id, None)).map_err(io("writing hosts"))?;
         std::fs::write(etc.join("hostname"), format!("{id}\n")).map_err(io("writing hostname"))?;
         let mut binds = vec![
             Bind { source: etc.join("resolv.conf"), destination: "/etc/resolv.conf".into(), readonly: true },
@@ -285,7 +273,8 @@ impl Runtime {
             workdir: job.workdir.clone(),
             binds,
             overlays,
-            netns: Some(ns_path.clone()),
+            // runc makes the namespace, owned by the job's user namespace; it is attached below, before start.
+            netns: None,
             limits: job.limits.clone().unwrap_or_else(|| self.limits.clone()),
             swap_accounting: self.swap_accounting,
             seccomp: self.seccomp.clone(),
@@ -298,6 +287,14 @@ impl Runtime {
             what: "serialising the OCI spec",
             source: std::io::Error::other(e),
         })?;
+        if let Some(p) = spec.process() {
+            let p = serde_json::to_value(p).map_err(|e| RuntimeError::Io {
+                id: id.into(),
+                what: "serialising the OCI process",
+                source: std::io::Error::other(e),
+            })?;
+            self.processes.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), p);
+        }
 
         let log = self.dirs.job_log(id);
         std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io("creating the job log"))?;
@@ -318,13 +315,31 @@ impl Runtime {
             self.store.add_resource(id, ResourceKind::Container, id)?;
             task::create_container(&self.ctr, id, &job.image.name, spec_json).await?;
             lap.lap("snapshot and container");
-            task::create_task(&self.ctr, id, mounts, &log).await?;
+            let pid = task::create_task(&self.ctr, id, mounts, &log).await?;
             lap.lap("task create");
-            Ok::<_, RuntimeError>(())
+            Ok::<_, RuntimeError>(pid)
         }
         .await;
         self.ctr.delete_lease(&lease).await;
-        result
+        let pid = result?;
+
+        let ns_path = self.dirs.netns_dir().join(id);
+        self.store.add_resource(id, ResourceKind::Netns, &ns_path.display().to_string())?;
+        netns::adopt(pid, &ns_path, &self.netns_sysctls).map_err(io("binding the job's network namespace"))?;
+        lap.lap("netns");
+
+        self.store.add_resource(id, ResourceKind::Cni, id)?;
+        let att = self.cni.add(id, &ns_path).await?;
+        debug!(job = id, ip = %att.ip, "network attached");
+        lap.lap("cni add");
+
+        self.store.add_resource(id, ResourceKind::Firewall, id)?;
+        let mut policy = self.policy.clone();
+        policy.endpoints.extend(job.endpoints.iter().copied());
+        self.firewall.add_job(id, att.ip, &policy).await?;
+        lap.lap("firewall add");
+        std::fs::write(etc.join("hosts"), network::render_hosts(id, Some(att.ip))).map_err(io("writing hosts"))?;
+        Ok(())
     }
 
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
@@ -337,6 +352,47 @@ impl Runtime {
         let oom_killed = oom_kills(&self.instance, id) > 0;
         self.store.set_exited(id, i64::from(code), oom_killed)?;
         Ok(Exit { code, oom_killed })
+    }
+
+    /// Starts `args` in the job's running container as one more of its processes (`exec_id`): the same user,
+    /// environment, capabilities, seccomp profile and limits as the job's own, its output appended to the job
+    /// log. Wait for it with [`Runtime::wait_exec`], then remove it with [`Runtime::delete_exec`].
+    pub async fn exec(&self, id: &str, exec_id: &str, args: Vec<String>) -> Result<(), RuntimeError> {
+        let process = self.processes.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        let Some(mut process) = process else {
+            return Err(RuntimeError::Io {
+                id: id.into(),
+                what: "starting a process in the job",
+                source: std::io::Error::other("this runtime did not create the job's container"),
+            });
+        };
+        process["args"] = Value::from(args);
+        let json = serde_json::to_vec(&process).map_err(|e| RuntimeError::Io {
+            id: id.into(),
+            what: "serialising the OCI process",
+            source: std::io::Error::other(e),
+        })?;
+        Ok(task::exec(&self.ctr, id, exec_id, json, &self.dirs.job_log(id)).await?)
+    }
+
+    /// Waits for the job's process `exec_id` to exit; its exit code.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<u32, RuntimeError> {
+        Ok(task::wait_process(&self.ctr, id, exec_id).await?)
+    }
+
+    /// Removes the exited process `exec_id`; all its output is in the job log when this returns.
+    pub async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<(), RuntimeError> {
+        Ok(task::delete_process(&self.ctr, id, exec_id).await?)
+    }
+
+    /// How many of the job's processes the kernel's OOM killer has stopped so far.
+    pub fn oom_kills(&self, id: &str) -> u64 {
+        oom_kills(&self.instance, id)
+    }
+
+    /// Records how a job ended that [`Runtime::wait`] did not see end (one whose outcome its steps decide).
+    pub fn record_exit(&self, id: &str, code: u32, oom_killed: bool) -> Result<(), RuntimeError> {
+        Ok(self.store.set_exited(id, i64::from(code), oom_killed)?)
     }
 
     /// Sends `signal` to every process of the job.
@@ -352,6 +408,7 @@ impl Runtime {
 
     /// [`Runtime::destroy`], counting what it removed into `removed`.
     async fn destroy_counted(&self, id: &str, removed: &mut Reconciled) -> Result<(), RuntimeError> {
+        self.processes.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         let mut errors: Vec<String> = Vec::new();
         let mut lap = Lap::new(id);
         for r in self.store.resources(id)? {
@@ -418,6 +475,21 @@ impl Runtime {
         for id in task::owned_containers(&self.ctr).await? {
             if !live.contains(&id) {
                 task::remove_container(&self.ctr, &id).await?;
+                rep.containers += 1;
+            }
+        }
+        // A shim that died with its task leaves the task's rootfs mounted in containerd's state dir (and
+        // that dir cannot go): unmount it.
+        let tasks = self.dirs.containerd_state().join("io.containerd.runtime.v2.task").join(containerd::NAMESPACE);
+        for (name, dir) in list_dir(&tasks) {
+            let rootfs = dir.join("rootfs");
+            if !live.contains(&name) && netns::is_mounted(&rootfs) {
+                nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).map_err(|e| RuntimeError::Io {
+                    id: name.clone(),
+                    what: "unmounting a dead task's rootfs",
+                    source: e.into(),
+                })?;
+                let _ = std::fs::remove_dir_all(&dir);
                 rep.containers += 1;
             }
         }

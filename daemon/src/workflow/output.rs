@@ -1,10 +1,10 @@
-//! Turns the job's raw log (step output interleaved with the driver's marker lines) into what the user
-//! sees: a header per step, the step's output as it comes, a result line per step, and the job's outcome.
-//! Pure: fed bytes, it returns text, and it remembers which step failed first.
+//! What the user sees of a job run by `ephemerd run`: a header per step, the step's output as it comes, a
+//! result line per step, and which step failed first. The host tells it when a step starts, is skipped or
+//! ends (it runs each step as a process of its own), so nothing a step prints can pass for a result. Pure:
+//! fed events and bytes, it returns text.
 
 use std::time::{Duration, Instant};
 
-use super::driver::marker;
 use super::plan::JobPlan;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +15,6 @@ pub enum StepResult {
 }
 
 pub struct Renderer {
-    marker: String,
     names: Vec<String>,
     total: usize,
     partial: Vec<u8>,
@@ -25,9 +24,8 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    pub fn new(plan: &JobPlan, nonce: &str, color: bool) -> Self {
+    pub fn new(plan: &JobPlan, color: bool) -> Self {
         Self {
-            marker: marker(nonce),
             names: plan.steps.iter().map(|s| s.name.clone()).collect(),
             total: plan.steps.len(),
             partial: Vec::new(),
@@ -45,14 +43,13 @@ impl Renderer {
         if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
     }
 
-    /// Feeds raw log bytes; returns the text to print (complete lines only).
+    /// Feeds output bytes; returns the text to print (complete lines only).
     pub fn feed(&mut self, bytes: &[u8]) -> String {
         self.partial.extend_from_slice(bytes);
         let mut out = String::new();
         while let Some(pos) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            out.push_str(&self.line(&line));
+            out.push_str(&String::from_utf8_lossy(&line));
         }
         out
     }
@@ -63,39 +60,34 @@ impl Renderer {
             return String::new();
         }
         let rest = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
-        self.line(&rest)
+        format!("{rest}\n")
     }
 
-    fn line(&mut self, line: &str) -> String {
-        let Some(rest) = line.strip_prefix(self.marker.as_str()) else {
-            return format!("{line}\n");
-        };
-        let parts: Vec<&str> = rest.split("::").collect();
-        let n: usize = parts.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+    /// Step `n` starts.
+    pub fn start(&mut self, n: usize) -> String {
+        self.started = Some(Instant::now());
+        self.paint("1;36", &format!("▶ Step {n}/{}: {}", self.total, self.name(n))) + "\n"
+    }
+
+    /// Step `n` does not run (its condition is false, or it is a `uses:` step).
+    pub fn skip(&mut self, n: usize) -> String {
+        self.results.push((n, StepResult::Skipped));
+        self.paint("2", &format!("○ Step {n}/{}: {} (skipped)", self.total, self.name(n))) + "\n"
+    }
+
+    /// Step `n` exited with `rc`: its output's last partial line, then its result.
+    pub fn end(&mut self, n: usize, rc: i32) -> String {
+        let mut out = self.finish();
+        let took = self.started.take().map(|s| s.elapsed()).unwrap_or(Duration::ZERO).as_secs_f64();
         let name = self.name(n).to_string();
-        match parts.first().copied() {
-            Some("start") => {
-                self.started = Some(Instant::now());
-                self.paint("1;36", &format!("▶ Step {n}/{}: {name}", self.total)) + "\n"
-            }
-            Some("skip") => {
-                self.results.push((n, StepResult::Skipped));
-                self.paint("2", &format!("○ Step {n}/{}: {name} (skipped)", self.total)) + "\n"
-            }
-            Some("end") => {
-                let rc: i32 = parts.get(2).and_then(|x| x.parse().ok()).unwrap_or(-1);
-                let took = self.started.take().map(|s| s.elapsed()).unwrap_or(Duration::ZERO);
-                if rc == 0 {
-                    self.results.push((n, StepResult::Passed));
-                    self.paint("32", &format!("✓ {name} ({:.1}s)", took.as_secs_f64())) + "\n"
-                } else {
-                    self.results.push((n, StepResult::Failed(rc)));
-                    self.paint("1;31", &format!("✗ {name} failed with exit code {rc} ({:.1}s)", took.as_secs_f64()))
-                        + "\n"
-                }
-            }
-            _ => format!("{line}\n"),
+        if rc == 0 {
+            self.results.push((n, StepResult::Passed));
+            out += &(self.paint("32", &format!("✓ {name} ({took:.1}s)")) + "\n");
+        } else {
+            self.results.push((n, StepResult::Failed(rc)));
+            out += &(self.paint("1;31", &format!("✗ {name} failed with exit code {rc} ({took:.1}s)")) + "\n");
         }
+        out
     }
 
     /// The first failed step: (number, name, exit code).
@@ -113,24 +105,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markers_become_headers_and_results() {
+    fn steps_get_headers_output_and_results() {
         let wf = parse("jobs:\n  j:\n    steps:\n      - {name: One, run: a}\n      - {name: Two, run: b}\n      - {name: Three, run: c, if: failure()}\n").unwrap();
         let p = plan(&wf, "w.yml", None).unwrap();
-        let mut r = Renderer::new(&p, "n1", false);
-        let mut out = r.feed(b"::ephemerd-n1::start::1\nhello\n::ephemerd-n1::end::1::0\n::ephemerd-n1::sta");
-        out +=
-            &r.feed(b"rt::2\n::ephemerd-n2::end::2::0\nboom\n::ephemerd-n1::end::2::7\n::ephemerd-n1::skip::3\ntail");
-        out += &r.finish();
+        let mut r = Renderer::new(&p, false);
+        let mut out = r.start(1);
+        out += &r.feed(b"hello\n\xff half");
+        out += &r.feed(b" a line");
+        out += &r.end(1, 0);
+        out += &r.start(2);
+        out += &r.feed(b"\xe2\x9c\x93 Two (0.0s)\n");
+        out += &r.end(2, 7);
+        out += &r.skip(3);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "▶ Step 1/3: One");
         assert_eq!(lines[1], "hello");
-        assert!(lines[2].starts_with("✓ One ("));
-        assert_eq!(lines[3], "▶ Step 2/3: Two");
-        assert_eq!(lines[4], "::ephemerd-n2::end::2::0", "a forged marker is plain output");
-        assert_eq!(lines[5], "boom");
+        assert_eq!(lines[2], "\u{fffd} half a line", "a partial line is flushed when its step ends");
+        assert!(lines[3].starts_with("✓ One ("));
+        assert_eq!(lines[4], "▶ Step 2/3: Two");
+        assert_eq!(lines[5], "✓ Two (0.0s)", "what a step prints is only output");
         assert!(lines[6].starts_with("✗ Two failed with exit code 7"));
         assert_eq!(lines[7], "○ Step 3/3: Three (skipped)");
-        assert_eq!(lines[8], "tail");
         assert_eq!(r.first_failure(), Some((2, "Two".to_string(), 7)));
     }
 }

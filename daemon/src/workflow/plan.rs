@@ -29,6 +29,18 @@ pub enum Cond {
     Never,
 }
 
+impl Cond {
+    /// Whether a step with this condition runs, given whether every earlier step passed.
+    pub fn holds(self, all_passed: bool) -> bool {
+        match self {
+            Cond::Success => all_passed,
+            Cond::Failure => !all_passed,
+            Cond::Always => true,
+            Cond::Never => false,
+        }
+    }
+}
+
 /// The shell a `run:` step uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shell {

@@ -1,6 +1,6 @@
 //! The OCI runtime spec of a job container, as a pure function of the job's inputs: image config (env, user,
 //! workdir, entrypoint), a default capability set without SYS_ADMIN, NET_ADMIN, NET_RAW or MKNOD, the
-//! seccomp profile, cgroup limits, the job's network namespace (made and tuned by `network::netns`), its
+//! seccomp profile, cgroup limits, the job's network namespace (new, or joined by path), its
 //! per-job files and the runner overlay.
 
 use std::collections::HashSet;
@@ -198,9 +198,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         );
     }
 
-    if input.uid_base.is_some() {
-        // sysfs can only be mounted by the owner of the network namespace, which the host made: bind the
-        // host's read-only instead (as rootless containers do).
+    if input.uid_base.is_some() && input.netns.is_some() {
+        // sysfs can only be mounted by the owner of the network namespace; a job joining one the host made
+        // gets the host's bound read-only instead (as rootless containers do).
         for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/sys")) {
             *m = MountBuilder::default()
                 .destination("/sys")
@@ -372,6 +372,13 @@ mod tests {
         let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
         assert_eq!(sys["type"], "bind");
         assert!(sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        // A network namespace of the job's own (made with it, so its user namespace owns it) gets sysfs.
+        i.netns = None;
+        let v = serde_json::to_value(build(&i).unwrap()).unwrap();
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap();
+        assert_eq!(sys["type"], "sysfs");
+        let net = v["linux"]["namespaces"].as_array().unwrap().iter().find(|n| n["type"] == "network").unwrap();
+        assert!(net.get("path").is_none(), "a new namespace: {net}");
     }
 
     #[test]

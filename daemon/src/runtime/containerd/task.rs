@@ -10,7 +10,10 @@ use ephemerd_proto::ctr::containers::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, ListContainersRequest,
 };
 use ephemerd_proto::ctr::snapshots::v1::{ListSnapshotsRequest, PrepareSnapshotRequest, RemoveSnapshotRequest};
-use ephemerd_proto::ctr::tasks::v1::{CreateTaskRequest, DeleteTaskRequest, KillRequest, StartRequest, WaitRequest};
+use ephemerd_proto::ctr::tasks::v1::{
+    CreateTaskRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, KillRequest, StartRequest,
+    WaitRequest,
+};
 use ephemerd_proto::ctr::types::Mount;
 use prost_types::Any;
 use tokio_stream::StreamExt;
@@ -19,6 +22,7 @@ use super::client::{Containerd, CtrError, LABEL_JOB, SNAPSHOTTER};
 
 pub const RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 fn not_found(e: &tonic::Status) -> bool {
     e.code() == tonic::Code::NotFound
@@ -81,16 +85,62 @@ pub async fn start(ctr: &Containerd, id: &str) -> Result<(), CtrError> {
     Ok(())
 }
 
+/// Adds the process `process_json` (an OCI process) to the running task as `exec_id` and starts it, its
+/// stdout and stderr appended to `log` (which must exist).
+pub async fn exec(
+    ctr: &Containerd,
+    id: &str,
+    exec_id: &str,
+    process_json: Vec<u8>,
+    log: &Path,
+) -> Result<(), CtrError> {
+    let log = log.display().to_string();
+    ctr.tasks()
+        .exec(ctr.req(ExecProcessRequest {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+            stdout: log.clone(),
+            stderr: log,
+            spec: Some(Any { type_url: PROCESS_TYPE.into(), value: process_json }),
+            ..Default::default()
+        }))
+        .await
+        .map_err(CtrError::rpc("exec process"))?;
+    ctr.tasks()
+        .start(ctr.req(StartRequest { container_id: id.into(), exec_id: exec_id.into() }))
+        .await
+        .map_err(CtrError::rpc("start exec process"))?;
+    Ok(())
+}
+
+/// Removes an exited exec process; the shim has copied all its output when this returns. Idempotent.
+pub async fn delete_process(ctr: &Containerd, id: &str, exec_id: &str) -> Result<(), CtrError> {
+    match ctr
+        .tasks()
+        .delete_process(ctr.req(DeleteProcessRequest { container_id: id.into(), exec_id: exec_id.into() }))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(s) if not_found(&s) => Ok(()),
+        Err(s) => Err(CtrError::rpc("delete exec process")(s)),
+    }
+}
+
 /// How long `wait` rides out an unreachable containerd before giving up (its restart backoff tops out
 /// at 30 s).
 const WAIT_OUTAGE: Duration = Duration::from_secs(120);
 
 /// Waits for the task to exit; rides out containerd restarts (the shim keeps the task alive meanwhile).
 pub async fn wait(ctr: &Containerd, id: &str) -> Result<u32, CtrError> {
+    wait_process(ctr, id, "").await
+}
+
+/// Waits for the task's process `exec_id` (the init process when empty) to exit, as [`wait`] does.
+pub async fn wait_process(ctr: &Containerd, id: &str, exec_id: &str) -> Result<u32, CtrError> {
     let mut backoff = Duration::from_millis(100);
     let mut outage: Option<std::time::Instant> = None;
     loop {
-        match ctr.tasks().wait(ctr.req(WaitRequest { container_id: id.into(), exec_id: String::new() })).await {
+        match ctr.tasks().wait(ctr.req(WaitRequest { container_id: id.into(), exec_id: exec_id.into() })).await {
             Ok(r) => return Ok(r.into_inner().exit_status),
             Err(s)
                 if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)

@@ -1,16 +1,16 @@
-//! Named network namespaces: a new namespace kept alive by a bind mount of its nsfs file onto a path under
-//! the daemon's run dir (what `ip netns add` does, without shelling out), with the job network's sysctls
-//! written from inside it before anything is attached: IPv6 off for every interface made later (the
-//! firewall speaks IPv4 only, so a job gets no IPv6 path to the host or its peers, not even link-local;
-//! loopback, made with the namespace, keeps `::1`), and ICMP echo sockets for any gid, so `ping` works
-//! without CAP_NET_RAW. Written here rather than by runc: a job in a user namespace may not write the
-//! sysctls of a namespace the host made.
+//! Named network namespaces: a job's namespace, made by runc with the container (so that the job's user
+//! namespace owns it: runc can then mount sysfs in it, and `exec` can join it from inside the user
+//! namespace), kept alive and reachable by a bind mount of its nsfs file onto a path under the daemon's run
+//! dir, as `ip netns` does. Its sysctls are written from the host before anything is attached: IPv6 off for
+//! every interface made later (the firewall speaks IPv4 only, so a job gets no IPv6 path to the host or its
+//! peers, not even link-local; loopback keeps `::1`), and ICMP echo sockets for any gid, so `ping` works
+//! without CAP_NET_RAW.
 
 use std::io;
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns};
 
 /// The sysctls of a job's network namespace (keys as `sysctl` spells them). The IPv6 ones only where the
 /// host kernel has IPv6.
@@ -22,33 +22,37 @@ pub fn job_sysctls(host_ipv6: bool) -> Vec<(&'static str, &'static str)> {
     s
 }
 
-/// Creates a network namespace bound at `path` and writes `sysctls` in it. Idempotent: an existing
-/// namespace there is kept (as it is).
-pub fn create(path: &Path, sysctls: &[(&'static str, &'static str)]) -> io::Result<()> {
+/// Binds the network namespace of process `pid` (a created, not yet started, container) at `path` and
+/// writes `sysctls` in it. Idempotent: a namespace already bound there is kept as it is.
+pub fn adopt(pid: u32, path: &Path, sysctls: &[(&'static str, &'static str)]) -> io::Result<()> {
     if is_mounted(path) {
         return Ok(());
     }
     std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
-    let target = path.to_path_buf();
+    let r = mount(Some(format!("/proc/{pid}/ns/net").as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(io::Error::from)
+        .and_then(|()| write_sysctls(path, sysctls));
+    if r.is_err() {
+        let _ = remove(path);
+    }
+    r
+}
+
+/// Writes `sysctls` in the namespace bound at `path`, from a thread that joins it and ends right after
+/// (`/proc/sys/net` is the calling thread's namespace's).
+fn write_sysctls(path: &Path, sysctls: &[(&'static str, &'static str)]) -> io::Result<()> {
+    let ns = std::fs::File::open(path)?;
     let sysctls = sysctls.to_vec();
-    // unshare() moves the calling thread: do it on a thread of its own that ends right after.
-    let r = std::thread::spawn(move || -> io::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-        // /proc/sys/net is the calling thread's namespace's: this one's now.
+    std::thread::spawn(move || -> io::Result<()> {
+        setns(ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
         for (key, value) in &sysctls {
             let file = format!("/proc/sys/{}", key.replace('.', "/"));
             std::fs::write(&file, value).map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}: {e}")))?;
         }
-        let tid = nix::unistd::gettid();
-        let src = format!("/proc/self/task/{tid}/ns/net");
-        mount(Some(src.as_str()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(io::Error::from)
+        Ok(())
     })
     .join()
-    .map_err(|_| io::Error::other("netns thread panicked"))?;
-    if r.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    r
+    .map_err(|_| io::Error::other("netns thread panicked"))?
 }
 
 /// Removes the namespace bound at `path`. Idempotent.

@@ -16,6 +16,7 @@ pub mod secrets_systemd;
 pub mod serve;
 pub mod service;
 pub mod store;
+pub mod target;
 pub mod webhook;
 pub mod workflow;
 

@@ -14,9 +14,12 @@ use crate::config::{Config, Limits, ProfileConfig};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
 use crate::forge::build::{ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
-use crate::runtime::{JobSpec, Runtime, new_job_id};
+use crate::platform::DataDirs;
+use crate::runtime::new_job_id;
 use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
 use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, StopReason};
+use crate::store::Store;
+use crate::target::{LaunchSpec, Target, launch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -101,7 +104,9 @@ pub fn runner_prefix(prefix: &str) -> String {
 
 pub struct Serve {
     cfg: Config,
-    runtime: Arc<Runtime>,
+    target: Arc<dyn Target>,
+    store: Store,
+    dirs: DataDirs,
     providers: ProviderSet,
     /// Configured providers that could not be built (shown in the status with the reason).
     unconfigured: Vec<Unconfigured>,
@@ -113,7 +118,13 @@ pub struct Serve {
 impl Serve {
     /// A daemon may start with no usable provider: it then waits for credentials or config through the
     /// control API.
-    pub fn new(cfg: Config, runtime: Arc<Runtime>, built: ProviderUpdate) -> Result<Self, ServeError> {
+    pub fn new(
+        cfg: Config,
+        target: Arc<dyn Target>,
+        store: Store,
+        dirs: DataDirs,
+        built: ProviderUpdate,
+    ) -> Result<Self, ServeError> {
         if cfg.runner.dir.is_none() && !cfg.scheduler.profiles.iter().any(|p| p.runner_cmd.is_some()) {
             return Err(ServeError::NoRunner);
         }
@@ -126,7 +137,17 @@ impl Serve {
         let profiles = profiles_of(&cfg);
         let prefix = runner_prefix(&cfg.scheduler.runner_prefix);
         let providers = Arc::new(std::sync::RwLock::new(built.providers));
-        Ok(Self { cfg, runtime, providers, unconfigured: built.unconfigured, sources: built.sources, profiles, prefix })
+        Ok(Self {
+            cfg,
+            target,
+            store,
+            dirs,
+            providers,
+            unconfigured: built.unconfigured,
+            sources: built.sources,
+            profiles,
+            prefix,
+        })
     }
 
     /// The providers in use now.
@@ -141,7 +162,7 @@ impl Serve {
     /// Deregisters this host's runners that no job owns (all of them, at start) and closes the journal's
     /// records of jobs a previous run did not finish.
     pub async fn reconcile(&self) -> Result<(), ServeError> {
-        let store = self.runtime.store();
+        let store = &self.store;
         for rec in store.unfinished_forge_jobs()? {
             // A job that ended before the crash keeps its outcome; one cut short is closed as abandoned.
             if !matches!(rec.phase.as_str(), "finished" | "failed") {
@@ -155,7 +176,7 @@ impl Serve {
             }
             store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
         }
-        crate::history::prune(store, self.runtime.dirs(), &self.cfg.history);
+        crate::history::prune(store, &self.dirs, &self.cfg.history);
         for p in &self.current() {
             match p.runners(&self.prefix).await {
                 Ok(runners) => {
@@ -225,7 +246,7 @@ impl Serve {
             job_timeout: s.job_timeout,
             remember: Duration::from_secs(3600),
         };
-        let paused = self.runtime.store().state("mode")?.as_deref() == Some("paused");
+        let paused = self.store.state("mode")?.as_deref() == Some("paused");
         if paused {
             info!("paused (as before the restart): no new jobs until resumed");
         }
@@ -265,8 +286,8 @@ impl Serve {
                     }
                     Some(Msg::ClaimOk(key, claim)) => {
                         if let Some(t) = tracked.get_mut(&key) {
-                            let _ = self.runtime.store().forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope);
-                            let _ = self.runtime.store().forge_job_phase(&key.provider, key.forge_job_id, "claimed");
+                            let _ = self.store.forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope);
+                            let _ = self.store.forge_job_phase(&key.provider, key.forge_job_id, "claimed");
                             t.claim = Some(claim);
                         }
                         Event::Claimed(key)
@@ -338,14 +359,14 @@ impl Serve {
                     }
                     Control::Pause => {
                         live.send_modify(|l| if l.mode == DaemonMode::Running { l.mode = DaemonMode::Paused });
-                        if let Err(e) = self.runtime.store().set_state("mode", "paused") {
+                        if let Err(e) = self.store.set_state("mode", "paused") {
                             warn!(error = %e, "cannot remember the pause across restarts");
                         }
                         info!("paused: no new jobs; running ones go on");
                         Event::Pause
                     }
                     Control::Resume => {
-                        if let Err(e) = self.runtime.store().set_state("mode", "active") {
+                        if let Err(e) = self.store.set_state("mode", "active") {
                             warn!(error = %e, "cannot remember the resume across restarts");
                         }
                         info!("resumed");
@@ -389,7 +410,7 @@ impl Serve {
     /// Jobs the scheduler let go of without running them (taken elsewhere, cancelled, refused by the forge):
     /// their journal records are closed, so the history says so and nothing waits on them.
     fn forget_dropped(&self, tracked: &mut HashMap<JobKey, Tracked>, m: &Machine) {
-        let store = self.runtime.store();
+        let store = &self.store;
         tracked.retain(|key, t| {
             if m.phase(key).is_some() {
                 return true;
@@ -407,12 +428,12 @@ impl Serve {
     fn kill(&self, key: &JobKey, tracked: &HashMap<JobKey, Tracked>) {
         let Some(t) = tracked.get(key) else { return };
         let Some(id) = t.runtime_id.clone() else { return };
-        let _ = self.runtime.store().forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed"));
-        let rt = self.runtime.clone();
+        let _ = self.store.forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed"));
+        let target = self.target.clone();
         tokio::spawn(
             async move {
                 warn!("killing the job, as asked");
-                stop_container(&rt, &id, Duration::from_secs(5)).await;
+                stop_container(target.as_ref(), &id, Duration::from_secs(5)).await;
             }
             .instrument(job_span(&t.job, &t.runner_name)),
         );
@@ -420,7 +441,7 @@ impl Serve {
 
     /// Deregisters, in the background, runners of this host that no live job owns.
     fn sweep(&self, tracked: &HashMap<JobKey, Tracked>, m: &Machine) {
-        crate::history::prune(self.runtime.store(), self.runtime.dirs(), &self.cfg.history);
+        crate::history::prune(&self.store, &self.dirs, &self.cfg.history);
         let live: std::collections::HashSet<String> = tracked
             .iter()
             .filter(|(k, _)| m.phase(k).is_some_and(|p| p != crate::scheduler::machine::Phase::Cleaned))
@@ -492,7 +513,7 @@ impl Serve {
                     tracing::debug!(job = job.id, "no runner for this job's profile (no runner tree, no runner_cmd)");
                     return None;
                 }
-                let _ = self.runtime.store().forge_job_seen(
+                let _ = self.store.forge_job_seen(
                     &job.provider,
                     job.id,
                     job.run_id,
@@ -525,13 +546,12 @@ impl Serve {
                     let Some(t) = tracked.get(&key) else { continue };
                     let (p, job) = (t.provider.clone(), t.job.clone());
                     let req = RunnerRequest { name: t.runner_name.clone(), labels: t.labels.clone() };
-                    if let Err(e) = self.runtime.store().forge_job_claiming(&key.provider, key.forge_job_id, &req.name)
-                    {
+                    if let Err(e) = self.store.forge_job_claiming(&key.provider, key.forge_job_id, &req.name) {
                         warn!(error = %e, "cannot journal the claim; not registering a runner");
                         let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: true }));
                         continue;
                     }
-                    let (tx, rt) = (tx.clone(), self.runtime.clone());
+                    let (tx, store) = (tx.clone(), self.store.clone());
                     let span = job_span(&job, &t.runner_name);
                     tokio::spawn(
                         async move {
@@ -544,7 +564,7 @@ impl Serve {
                                     warn!(error = %e, "cannot register a runner");
                                     if e.retryable() {
                                         // Claimed again later: queued until then, in the journal too.
-                                        let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "queued");
+                                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "queued");
                                     }
                                     let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: e.retryable() }));
                                 }
@@ -559,40 +579,38 @@ impl Serve {
                     let (image, limits) = self.image_and_limits(t);
                     let cmd = self.runner_cmd(t.profile.as_ref()).unwrap_or_default();
                     let endpoints = t.provider.endpoints();
-                    let rt = self.runtime.clone();
+                    let (target, store) = (self.target.clone(), self.store.clone());
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
                     let log_max = self.cfg.history.log_max.0;
-                    tokio::spawn(
-                        async move { run_job(rt, key, claim, Launch { image, limits, cmd, endpoints, log_max }, tx).await }
-                            .instrument(span),
-                    );
+                    let launch = Launch { image, limits, cmd, endpoints, log_max };
+                    tokio::spawn(async move { run_job(target, store, key, claim, launch, tx).await }.instrument(span));
                 }
                 Action::Stop(key, reason) => {
                     let Some(id) = tracked.get(&key).and_then(|t| t.runtime_id.clone()) else { continue };
-                    let rt = self.runtime.clone();
+                    let target = self.target.clone();
                     let span =
                         tracked.get(&key).map(|t| job_span(&t.job, &t.runner_name)).unwrap_or_else(tracing::Span::none);
                     tokio::spawn(
                         async move {
                             warn!(?reason, "stopping the job");
                             let grace = if reason == StopReason::NeverPickedUp { 0 } else { 10 };
-                            stop_container(&rt, &id, Duration::from_secs(grace)).await;
+                            stop_container(target.as_ref(), &id, Duration::from_secs(grace)).await;
                         }
                         .instrument(span),
                     );
                 }
                 Action::Cleanup(key) => {
                     let Some(t) = tracked.get(&key) else { continue };
-                    let (rt, p, claim, id) =
-                        (self.runtime.clone(), t.provider.clone(), t.claim.clone(), t.runtime_id.clone());
+                    let (target, store) = (self.target.clone(), self.store.clone());
+                    let (p, claim, id) = (t.provider.clone(), t.claim.clone(), t.runtime_id.clone());
                     let job = t.job.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
                     tokio::spawn(
                         async move {
                             if let Some(id) = &id {
-                                if let Err(e) = rt.destroy(id).await {
+                                if let Err(e) = target.destroy(id).await {
                                     warn!(error = %e, "cleanup left resources; the next start removes them");
                                 }
                             }
@@ -612,11 +630,11 @@ impl Serve {
                                     }
                                 }
                             }
-                            let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+                            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
                             let _ = tx.send(Msg::Machine(Event::Cleaned(key)));
                             // After the slot is free: the history learns how the job ended.
                             if claim.is_some() {
-                                record_conclusion(&rt, p.as_ref(), &job).await;
+                                record_conclusion(&store, p.as_ref(), &job).await;
                             }
                         }
                         .instrument(span),
@@ -669,11 +687,18 @@ struct Launch {
     log_max: u64,
 }
 
-async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx: mpsc::UnboundedSender<Msg>) {
-    let Launch { image, limits, cmd, endpoints, log_max } = launch;
+async fn run_job(
+    target: Arc<dyn Target>,
+    store: Store,
+    key: JobKey,
+    claim: Claim,
+    launch_spec: Launch,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let Launch { image, limits, cmd, endpoints, log_max } = launch_spec;
     let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
-    let img = match rt.images.ensure(&image, &|_| {}).await {
-        Ok(i) => i,
+    let image = match target.prepare_image(&image, &|_| {}).await {
+        Ok(name) => name,
         Err(e) => {
             warn!(error = %e, image, "cannot get the job image");
             let _ = tx.send(exited(false));
@@ -682,69 +707,79 @@ async fn run_job(rt: Arc<Runtime>, key: JobKey, claim: Claim, launch: Launch, tx
     };
     let id = new_job_id();
     let _ = tx.send(Msg::Created(key.clone(), id.clone()));
-    let journaled = rt.store().forge_job_runtime(&key.provider, key.forge_job_id, &id, &img.name);
-    let journaled = journaled.and_then(|()| rt.store().forge_job_phase(&key.provider, key.forge_job_id, "starting"));
-    if let Err(e) = journaled.map_err(crate::runtime::RuntimeError::from).and_then(|()| rt.begin(&id, &img.name)) {
-        warn!(error = %e, "cannot record the job");
-        let _ = tx.send(exited(false));
-        return;
-    }
     let mut env: Vec<(String, String)> = claim.env.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
     // The runner refuses to run as root unless told; job containers are root inside their own namespaces.
     env.push(("RUNNER_ALLOW_RUNASROOT".into(), "1".into()));
-    let spec = JobSpec {
-        id: id.clone(),
-        image: img,
+    let spec = LaunchSpec {
         args: Some(cmd),
         env,
-        workdir: None,
-        binds: vec![],
         limits: Some(limits),
         endpoints: resolve_endpoints(&endpoints).await,
+        ..Default::default()
     };
-    let started = async {
-        rt.create(&spec).await?;
-        rt.start(&id).await
-    }
-    .await;
-    if let Err(e) = started {
-        warn!(error = %e, "cannot start the job's container");
-        let _ = tx.send(exited(false));
-        return;
-    }
-    info!(container = %id, "runner started");
-    let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, "running");
-    let _ = tx.send(Msg::Machine(Event::Started(key.clone())));
-    let success = match rt.wait(&id).await {
-        Ok(exit) => {
-            info!(code = exit.code, oom = exit.oom_killed, "runner exited");
-            let _ = rt.store().forge_job_outcome(&key.provider, key.forge_job_id, Some(i64::from(exit.code)), None);
-            // A runner stopped at the owner's request may still exit 0 (it reports the job and ends).
-            let killed =
-                rt.store().forge_job(&key.provider, key.forge_job_id).ok().flatten().and_then(|r| r.conclusion)
-                    == Some("killed".into());
-            exit.code == 0 && !killed
+    let setup = |job: &crate::target::Job| {
+        store
+            .forge_job_runtime(&key.provider, key.forge_job_id, &job.id, &job.image)
+            .and_then(|()| store.forge_job_phase(&key.provider, key.forge_job_id, "starting"))
+            .map_err(|e| format!("cannot record the job: {e}"))?;
+        Ok(spec)
+    };
+    let (body_store, body_key, body_tx) = (store.clone(), key.clone(), tx.clone());
+    let body = |job: crate::target::Job| async move {
+        let (store, key, tx) = (body_store, body_key, body_tx);
+        info!(container = %job.id, "runner started");
+        if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, "running") {
+            warn!(error = %e, "cannot journal the job's phase");
         }
+        let _ = tx.send(Msg::Machine(Event::Started(key.clone())));
+        let success = match job.target.wait(&job.id).await {
+            Ok(exit) => {
+                info!(code = exit.code, oom = exit.oom_killed, "runner exited");
+                if let Err(e) =
+                    store.forge_job_outcome(&key.provider, key.forge_job_id, Some(i64::from(exit.code)), None)
+                {
+                    warn!(error = %e, "cannot journal the job's exit code");
+                }
+                // A runner stopped at the owner's request may still exit 0 (it reports the job and ends).
+                let killed = store.forge_job(&key.provider, key.forge_job_id).ok().flatten().and_then(|r| r.conclusion)
+                    == Some("killed".into());
+                exit.code == 0 && !killed
+            }
+            Err(e) => {
+                warn!(error = %e, "lost the job's container");
+                false
+            }
+        };
+        let log = job.target.log_path(&job.id);
+        match tokio::task::spawn_blocking(move || crate::history::cap_log(&log, log_max)).await {
+            Ok(Err(e)) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
+            Err(e) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
+            Ok(Ok(())) => {}
+        }
+        success
+    };
+    let launched = launch(target, id, image, setup, body).await;
+    if let Err(e) = &launched.destroyed {
+        warn!(error = %e, "cleanup left resources; the next start removes them");
+    }
+    let success = match launched.outcome {
+        Ok(success) => success,
         Err(e) => {
-            warn!(error = %e, "lost the job's container");
+            warn!(error = %e, "the job did not start");
             false
         }
     };
-    let log = rt.dirs().job_log(&id);
-    match tokio::task::spawn_blocking(move || crate::history::cap_log(&log, log_max)).await {
-        Ok(Err(e)) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
-        Err(e) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
-        Ok(Ok(())) => {}
-    }
     let phase = if success { "finished" } else { "failed" };
-    let _ = rt.store().forge_job_phase(&key.provider, key.forge_job_id, phase);
+    if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, phase) {
+        warn!(error = %e, "cannot journal the job's phase");
+    }
     let _ = tx.send(exited(success));
 }
 
 /// Asks the forge how a job ended, for the history (a conclusion of ours, such as `killed`, stays). The
 /// runner reports before it exits, but the forge may take a moment to say so: asked a few times.
-async fn record_conclusion(rt: &Runtime, p: &dyn Provider, job: &ForgeJob) {
-    let ours = rt.store().forge_job(&job.provider, job.id).ok().flatten().and_then(|r| r.conclusion);
+async fn record_conclusion(store: &Store, p: &dyn Provider, job: &ForgeJob) {
+    let ours = store.forge_job(&job.provider, job.id).ok().flatten().and_then(|r| r.conclusion);
     if ours.is_some() {
         return;
     }
@@ -752,7 +787,7 @@ async fn record_conclusion(rt: &Runtime, p: &dyn Provider, job: &ForgeJob) {
         match p.conclusion(job).await {
             Ok(Some(c)) => {
                 info!(conclusion = %c, "the forge's conclusion");
-                let _ = rt.store().forge_job_outcome(&job.provider, job.id, None, Some(&c));
+                let _ = store.forge_job_outcome(&job.provider, job.id, None, Some(&c));
                 return;
             }
             Ok(None) => tokio::time::sleep(Duration::from_millis(500 << attempt)).await,
@@ -787,10 +822,13 @@ pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
 }
 
 /// SIGTERM to every process of the job's container, then SIGKILL after `grace`.
-async fn stop_container(rt: &Runtime, id: &str, grace: Duration) {
-    let _ = rt.kill(id, 15).await;
+async fn stop_container(target: &dyn Target, id: &str, grace: Duration) {
+    if let Err(e) = target.kill(id, 15).await {
+        warn!(error = %e, "cannot signal the job's processes");
+    }
     tokio::time::sleep(grace).await;
-    let _ = rt.kill(id, 9).await;
+    // A job that ended meanwhile is gone: nothing to kill.
+    let _ = target.kill(id, 9).await;
 }
 
 /// The health list for `providers` and `unconfigured`, keeping what `before` knew of a provider of the same

@@ -142,6 +142,8 @@ pub struct Session {
     _lock: DataDirLock,
     supervisor: Supervisor,
     pub runtime: std::sync::Arc<Runtime>,
+    /// The same runtime, as what runs jobs.
+    pub target: std::sync::Arc<dyn ephemerd::target::Target>,
     pub data_root: std::path::PathBuf,
     pub reconciled: ephemerd::runtime::Reconciled,
 }
@@ -166,7 +168,8 @@ impl Session {
         match started {
             Ok((runtime, reconciled)) => {
                 let runtime = std::sync::Arc::new(runtime);
-                Ok(Self { _lock: lock, supervisor, runtime, data_root: dirs.root.clone(), reconciled })
+                let target = std::sync::Arc::new(ephemerd::target::LocalTarget::new(runtime.clone()));
+                Ok(Self { _lock: lock, supervisor, runtime, target, data_root: dirs.root.clone(), reconciled })
             }
             Err(e) => {
                 supervisor.stop().await;

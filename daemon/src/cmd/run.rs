@@ -12,7 +12,8 @@ use ephemerd::config::Config;
 use ephemerd::platform::DataDirs;
 use ephemerd::runtime::containerd::image::normalize;
 use ephemerd::runtime::containerd::spec::Bind;
-use ephemerd::runtime::{Exit, JobSpec, new_job_id};
+use ephemerd::runtime::{Exit, new_job_id};
+use ephemerd::target::{Job, LaunchSpec, launch};
 use ephemerd::workflow::output::Renderer;
 use ephemerd::workflow::plan::{JobPlan, StepKind, WORKSPACE};
 use ephemerd::workflow::{driver, model, plan, workspace};
@@ -97,59 +98,53 @@ async fn run_job(
     image_ref: &str,
     root: &Path,
 ) -> anyhow::Result<u8> {
-    let rt = &s.runtime;
+    let target = s.target.clone();
     let progress = progress_printer(format!("Pulling {image_ref}"));
-    let Some(image) = unless_interrupted(rt.images.ensure(image_ref, &progress)).await? else {
+    let Some(image) = unless_interrupted(target.prepare_image(image_ref, &progress)).await? else {
         err!("\nInterrupted before the job started.");
         return Ok(EXIT_INTERRUPTED);
     };
     let image = image?;
     let id = new_job_id();
-    let span = tracing::info_span!("job", id = %id, workflow = %plan.workflow, job = %plan.job_id, image = %image.name, container = %id);
+    let span = tracing::info_span!("job", id = %id, workflow = %plan.workflow, job = %plan.job_id, image = %image, container = %id);
     let color = std::io::stdout().is_terminal();
     let bold = |s: &str| if color { format!("\x1b[1m{s}\x1b[0m") } else { s.to_string() };
-    out!("{}", bold(&format!("Job `{}` of {} in {} (job id {id})", plan.name, plan.workflow, image.name)));
+    out!("{}", bold(&format!("Job `{}` of {} in {image} (job id {id})", plan.name, plan.workflow)));
 
-    let dir = rt.begin(&id, &image.name)?;
     let started = Instant::now();
     let mut renderer = Renderer::new(plan, color);
     let mut cursor = LogCursor::default();
-    let outcome = async {
-        let scripts = dir.join("ephemerd");
+    let log = target.log_path(&id);
+    let setup = |job: &Job| -> Result<LaunchSpec, String> {
+        let scripts = job.dir.join("ephemerd");
         for (rel, content) in &rendered.files {
             let p = scripts.join(rel);
             if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(parent).map_err(|e| format!("writing the step scripts: {e}"))?;
             }
-            std::fs::write(&p, content)?;
+            std::fs::write(&p, content).map_err(|e| format!("writing the step scripts: {e}"))?;
         }
-        let ws = dir.join("workspace");
-        std::fs::create_dir_all(&ws)?;
+        let ws = job.dir.join("workspace");
         let skip = [std::fs::canonicalize(&s.data_root).unwrap_or_else(|_| s.data_root.clone())];
-        workspace::copy_repository(root, &ws, &skip)
-            .with_context(|| format!("copying {} into the job", root.display()))?;
-        let spec = JobSpec {
-            id: id.clone(),
-            image: image.clone(),
+        std::fs::create_dir_all(&ws)
+            .and_then(|()| workspace::copy_repository(root, &ws, &skip))
+            .map_err(|e| format!("copying {} into the job: {e}", root.display()))?;
+        Ok(LaunchSpec {
             args: Some(driver::keeper_args()),
-            env: Vec::new(),
             workdir: Some(WORKSPACE.into()),
             binds: vec![
                 Bind { source: ws, destination: WORKSPACE.into(), readonly: false },
                 Bind { source: scripts, destination: driver::SCRIPTS_DIR.into(), readonly: true },
             ],
-            limits: None,
-            endpoints: vec![],
-        };
-        rt.create(&spec).await?;
-        rt.start(&id).await?;
-        run_steps(s, plan, &id, &mut renderer, &mut cursor).await
-    }
-    .instrument(span.clone())
-    .await;
-    let destroyed = rt.destroy(&id).instrument(span).await;
+            ..Default::default()
+        })
+    };
+    let (r, cur) = (&mut renderer, &mut cursor);
+    let body = move |job: Job| async move { run_steps(&job, plan, r, cur).await };
+    let launched = launch(target, id, image, setup, body).instrument(span).await;
     // The task's output is complete once it is deleted: print what is left.
-    print_new(&rt.log_path(&id), &mut cursor, &mut renderer, true);
+    print_new(&log, &mut cursor, &mut renderer, true);
+    let (outcome, destroyed) = (launched.outcome.map_err(anyhow::Error::from).and_then(|r| r), launched.destroyed);
     let took = started.elapsed().as_secs_f64();
     let end = match outcome {
         Err(e) => Err(e),
@@ -238,14 +233,8 @@ fn print(text: &str) {
 /// Runs the job's steps in order (each when its condition holds, given how the earlier ones ended), with
 /// their output live, until they are done or the job is interrupted or times out. The job's exit code is the
 /// first failing step's, 0 when none failed (a `continue-on-error` step's failure does not count).
-async fn run_steps(
-    s: &Session,
-    plan: &JobPlan,
-    id: &str,
-    r: &mut Renderer,
-    cur: &mut LogCursor,
-) -> anyhow::Result<Ended> {
-    let rt = &s.runtime;
+async fn run_steps(job: &Job, plan: &JobPlan, r: &mut Renderer, cur: &mut LogCursor) -> anyhow::Result<Ended> {
+    let (rt, id) = (job.target.as_ref(), job.id.as_str());
     let log = rt.log_path(id);
     let mut stop = Stops {
         int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
@@ -263,7 +252,7 @@ async fn run_steps(
         let exec_id = format!("step-{n}");
         let ooms = rt.oom_kills(id);
         rt.exec(id, &exec_id, driver::step_args(n)).await.with_context(|| format!("starting step {n}"))?;
-        let watched = watch(s, id, &exec_id, &mut stop, r, cur).await;
+        let watched = watch(job, &exec_id, &mut stop, r, cur).await;
         let deleted = rt.delete_exec(id, &exec_id).await;
         print_new(&log, cur, r, false);
         let watched = watched?;
@@ -286,7 +275,7 @@ async fn run_steps(
         }
     }
     let exit = Exit { code: first_rc, oom_killed: if first_rc == 0 { any_oom } else { failed_by_oom } };
-    rt.record_exit(id, exit.code, exit.oom_killed)?;
+    rt.record_exit(id, exit)?;
     Ok(Ended::Exited(exit))
 }
 
@@ -306,14 +295,13 @@ enum Watched {
 /// Streams a step's output until its process exits (its exit code), or the job is interrupted or times out
 /// (then every process of the job is stopped, and how it ended).
 async fn watch(
-    s: &Session,
-    id: &str,
+    job: &Job,
     exec_id: &str,
     stop: &mut Stops,
     r: &mut Renderer,
     cur: &mut LogCursor,
 ) -> anyhow::Result<Watched> {
-    let rt = &s.runtime;
+    let (rt, id) = (job.target.as_ref(), job.id.as_str());
     let log = rt.log_path(id);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let far = tokio::time::Instant::now() + Duration::from_secs(u64::MAX / 4);

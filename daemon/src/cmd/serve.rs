@@ -57,7 +57,8 @@ pub async fn serve(
     let result = async {
         let update =
             ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured, sources: built.sources };
-        let serve = Serve::new(cfg.clone(), session.runtime.clone(), update)?;
+        let store = session.runtime.store().clone();
+        let serve = Serve::new(cfg.clone(), session.target.clone(), store.clone(), dirs.clone(), update)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
             control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])
@@ -67,7 +68,7 @@ pub async fn serve(
         let (tx, controls) = mpsc::unbounded_channel();
         signal_controls(tx.clone())?;
         let service = ControlService::new(Parts {
-            store: session.runtime.store().clone(),
+            store,
             live: live.subscribe(),
             controls: tx,
             dirs: dirs.clone(),
@@ -76,7 +77,7 @@ pub async fn serve(
             flag_token,
             config_path,
             config: as_read,
-            runtime: session.runtime.clone(),
+            target: session.target.clone(),
         });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(

@@ -46,7 +46,7 @@ pub struct Parts {
     pub config_path: Option<std::path::PathBuf>,
     pub config: Config,
     /// Runs the onboarding's test job.
-    pub runtime: Arc<crate::runtime::Runtime>,
+    pub target: Arc<dyn crate::target::Target>,
 }
 
 #[derive(Clone)]
@@ -62,7 +62,7 @@ pub struct ControlService {
     pub(super) disk: Arc<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
     /// The config file, and the config as running (reloads change what they can of it).
     pub(super) config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
-    pub(super) runtime: Arc<crate::runtime::Runtime>,
+    pub(super) target: Arc<dyn crate::target::Target>,
     /// One config-file edit at a time.
     pub(super) editing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -80,7 +80,7 @@ impl ControlService {
             flag_token: p.flag_token,
             disk: Arc::new(std::sync::Mutex::new(None)),
             config,
-            runtime: p.runtime,
+            target: p.target,
             editing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -538,7 +538,7 @@ impl ControlApi for ControlService {
     }
 
     async fn run_test_job(&self, _: Request<v1::RunTestJobRequest>) -> Result<Response<v1::RunTestJobReply>, Status> {
-        Ok(Response::new(super::testjob::run(self.runtime.clone(), self.dirs.clone(), &self.running_config()).await))
+        Ok(Response::new(super::testjob::run(self.target.clone(), &self.running_config()).await))
     }
 
     async fn get_job_settings(

@@ -10,8 +10,8 @@ use tracing::Instrument;
 use ephemerd_proto::v1;
 
 use crate::config::Config;
-use crate::platform::DataDirs;
-use crate::runtime::{JobSpec, Runtime, new_job_id};
+use crate::runtime::new_job_id;
+use crate::target::{LaunchSpec, Target, launch};
 
 /// How long the test job may take once its image is there.
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,10 +20,10 @@ const OUTPUT_MAX: u64 = 64 * 1024;
 const SCRIPT: &str = r#"echo "Hello from an ephemerd test job on $(uname -sm) in $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")""#;
 
 /// Runs the test job to its end even when the caller goes away (its own task), so it always cleans up.
-pub async fn run(rt: Arc<Runtime>, dirs: DataDirs, cfg: &Config) -> v1::RunTestJobReply {
+pub async fn run(target: Arc<dyn Target>, cfg: &Config) -> v1::RunTestJobReply {
     let image = cfg.image.default.clone();
     let img = image.clone();
-    let done = tokio::spawn(async move { run_in(&rt, &dirs, &img).await }).await;
+    let done = tokio::spawn(async move { run_in(target, &img).await }).await;
     match done.unwrap_or_else(|e| Err(format!("the test job's task failed: {e}"))) {
         Ok((0, output)) => v1::RunTestJobReply {
             ok: true,
@@ -39,50 +39,31 @@ pub async fn run(rt: Arc<Runtime>, dirs: DataDirs, cfg: &Config) -> v1::RunTestJ
     }
 }
 
-async fn run_in(rt: &Runtime, dirs: &DataDirs, image: &str) -> Result<(u32, String), String> {
-    let img = rt.images.ensure(image, &|_| {}).await.map_err(|e| format!("cannot get the job image {image}: {e}"))?;
+async fn run_in(target: Arc<dyn Target>, image: &str) -> Result<(u32, String), String> {
+    let name =
+        target.prepare_image(image, &|_| {}).await.map_err(|e| format!("cannot get the job image {image}: {e}"))?;
     let id = new_job_id();
-    let span = tracing::info_span!("test_job", id = %id, image = %img.name);
-    run_job(rt, dirs, img, id).instrument(span).await
-}
-
-async fn run_job(
-    rt: &Runtime,
-    dirs: &DataDirs,
-    img: crate::runtime::containerd::image::Image,
-    id: String,
-) -> Result<(u32, String), String> {
-    if let Err(e) = rt.begin(&id, &img.name) {
-        let _ = rt.destroy(&id).await;
-        return Err(e.to_string());
-    }
-    let spec = JobSpec {
-        id: id.clone(),
-        image: img,
-        args: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]),
-        env: Vec::new(),
-        workdir: None,
-        binds: Vec::new(),
-        limits: None,
-        endpoints: Vec::new(),
+    let span = tracing::info_span!("test_job", id = %id, image = %name);
+    let log = target.log_path(&id);
+    let setup = |_: &crate::target::Job| {
+        Ok(LaunchSpec { args: Some(vec!["/bin/sh".into(), "-c".into(), SCRIPT.into()]), ..Default::default() })
     };
-    let ran = async {
-        rt.create(&spec).await.map_err(|e| format!("cannot create the test job's container: {e}"))?;
-        rt.start(&id).await.map_err(|e| format!("cannot start the test job's container: {e}"))?;
-        match tokio::time::timeout(TEST_TIMEOUT, rt.wait(&id)).await {
+    let launched = launch(target, id, name, setup, |job| async move {
+        match tokio::time::timeout(TEST_TIMEOUT, job.target.wait(&job.id)).await {
             Ok(Ok(exit)) => Ok(exit.code),
             Ok(Err(e)) => Err(format!("lost the test job's container: {e}")),
             Err(_) => Err(format!("the test job did not end within {} s", TEST_TIMEOUT.as_secs())),
         }
-    }
+    })
+    .instrument(span)
     .await;
-    let log = dirs.job_log(&id);
     let output = read_head(&log);
-    if let Err(e) = rt.destroy(&id).await {
+    if let Err(e) = launched.destroyed {
         tracing::warn!(error = %e, "cannot remove the test job");
     }
     let _ = std::fs::remove_file(&log);
-    ran.map(|code| (code, output))
+    let code = launched.outcome.map_err(|e| e.to_string())??;
+    Ok((code, output))
 }
 
 fn read_head(path: &std::path::Path) -> String {

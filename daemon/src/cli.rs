@@ -32,6 +32,16 @@ pub struct Global {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Where the daemon reaches the Dispatch service (`host:port`; port 0 picks one, printed on stdout)
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// The worker has a clock of its own (a VM or WSL distro): SetTime may step it
+    #[arg(long)]
+    pub own_clock: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one job of a GitHub Actions workflow locally, in a fresh container
@@ -43,6 +53,8 @@ pub enum Command {
     Cleanup,
     /// Run the forges' jobs: poll for queued jobs, one fresh container and just-in-time runner each
     Serve(ServeArgs),
+    /// Be a Linux worker: run the jobs a daemon dispatches here (reads its boot token on stdin)
+    Worker(WorkerArgs),
     /// The daemon's state, jobs, forges and health
     Status,
     /// Jobs: queued and running ones, or all of them with --all

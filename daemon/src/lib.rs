@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod control;
+pub mod dispatch;
 pub mod forge;
 pub mod history;
 pub mod platform;

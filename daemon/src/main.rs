@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             return ExitCode::from(cmd::EXIT_INFRA);
         }
     };
-    match rt.block_on(cmd::dispatch(cli)) {
+    let result = rt.block_on(cmd::dispatch(cli));
+    // A blocking read still waiting (stdin, for a worker's token) must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             use std::io::Write as _;

@@ -10,6 +10,15 @@ pub mod v1 {
     tonic::include_proto!("ephemerd.v1");
 }
 
+/// The worker's Dispatch API, from `ephemerd/dispatch/v1/dispatch.proto` (feature `dispatch`).
+#[cfg(feature = "dispatch")]
+pub mod dispatch {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::unwrap_used, clippy::expect_used)]
+        tonic::include_proto!("ephemerd.dispatch.v1");
+    }
+}
+
 /// containerd 1.6's API (clients), from the contracts in `containerd/` (feature `containerd`). The module
 /// tree mirrors the protobuf packages, as the generated code refers to its neighbours by relative path.
 #[cfg(feature = "containerd")]

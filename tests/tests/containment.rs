@@ -1,5 +1,6 @@
 //! A job is hostile code: each test here tries, from inside a real job container, to reach what a job must
-//! not (new namespaces, its own cgroup limits, the host over IPv6, its peers, another instance's firewall),
+//! not (new namespaces, its own cgroup limits, the host over IPv6, its peers, another instance's firewall,
+//! the host's containerd and control sockets),
 //! and each has a positive twin that proves the probe works where it is allowed. The forging probe against
 //! `ephemerd run`'s steps is in `cli.rs` (it needs the binary), the egress and metadata ones in `runtime.rs`.
 
@@ -379,12 +380,17 @@ async fn a_jobs_sockets_syscalls_and_files_reach_nothing_of_the_host() {
     let image = rig.import_job_image().await;
     let socket = rig.dirs.containerd_socket();
     let socket = socket.display();
+    // The control API's socket, where a daemon of this data dir listens (a listener stands in for it).
+    let control = rig.dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
+    let control_listener = std::os::unix::net::UnixListener::bind(&control).unwrap();
+    let control = control.display();
     let host_pid = std::process::id();
     let script = format!(
         "for k in raw packet vsock icmp; do /probe socket $k; done
          sleep 300 & child=$!; /probe ptrace $child; kill $child
          /probe ptrace {host_pid}
          /probe unix {socket}
+         /probe unix {control}
          (mount -t tmpfs none /mnt) 2>&1; echo mount:$?
          (echo c > /proc/sysrq-trigger) 2>&1; echo sysrq:$?
          echo kcore-bytes=$(head -c 64 /proc/kcore 2>/dev/null | wc -c)
@@ -416,6 +422,14 @@ async fn a_jobs_sockets_syscalls_and_files_reach_nothing_of_the_host() {
     let unix = line(&format!("unix {socket}:"));
     assert!(unix.contains("error"), "containerd's socket is out of reach: {unix:?}");
     assert!(on_host(&["unix", &socket.to_string()]).ends_with(": ok"), "the twin: containerd answers on the host");
+    let unix = line(&format!("unix {control}:"));
+    assert!(unix.contains("error"), "the control socket is out of reach: {unix:?}");
+    assert!(
+        on_host(&["unix", &control.to_string()]).ends_with(": ok"),
+        "the twin: the control socket answers on the host"
+    );
+    drop(control_listener);
+    std::fs::remove_file(rig.dirs.run_dir().join(ephemerd_proto::SOCKET_NAME)).unwrap();
     assert!(log.contains("mount:") && !log.contains("mount:0"), "no mounts: {log}");
     assert!(log.contains("sysrq:1") && log.contains("Read-only file system"), "{log}");
     assert!(log.contains("kcore-bytes=0"), "/proc/kcore is masked: {log}");

@@ -8,6 +8,7 @@ mod render;
 mod run;
 mod serve;
 mod service;
+mod worker;
 
 /// `println!` that never panics: a closed stdout (a reader that went away) must not abort a job's cleanup.
 macro_rules! out {
@@ -92,6 +93,7 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
         Command::Serve(args) => serve::serve(args, cfg, cli.global.config.clone(), dirs).await,
+        Command::Worker(args) => worker::run(args, cfg, dirs).await,
         Command::Service(c) => service::run(c, &cfg, cli.global.config.as_deref(), &dirs, cli.global.json),
         Command::Doctor => {
             let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));

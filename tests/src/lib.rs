@@ -7,6 +7,7 @@ pub mod fake_github;
 pub mod rig;
 pub mod secret_service;
 pub mod webdriver;
+pub mod worker;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

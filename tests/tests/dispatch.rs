@@ -6,8 +6,6 @@
 // Each test holds the serial guard for its whole run: holding it across awaits is the point.
 #![allow(clippy::await_holding_lock)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,69 +14,9 @@ use ephemerd::dispatch::auth::{Bearer, Token};
 use ephemerd::platform::DataDirs;
 use ephemerd::store::Store;
 use ephemerd::target::{LaunchSpec, Target, launch};
+use ephemerd_e2e::worker::WorkerProc;
 use ephemerd_e2e::*;
 use ephemerd_proto::dispatch::v1 as d;
-
-/// An `ephemerd worker` child with its own data dir (the job image imported), listening on `listen`.
-struct WorkerProc {
-    data: tempfile::TempDir,
-    child: Option<Child>,
-    addr: std::net::SocketAddr,
-    token: Token,
-}
-
-impl WorkerProc {
-    fn start(listen: &str) -> WorkerProc {
-        let data = short_tempdir();
-        let config = data.path().join("config.toml");
-        std::fs::write(&config, config_text("[limits]\nmemory = \"512MiB\"")).unwrap();
-        let archive = job_image_archive().unwrap();
-        let out = ephemerd(data.path(), &config, &["image", "import", archive.to_str().unwrap()]).unwrap();
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-        let token = Token::generate();
-        let mut child = Command::new(ephemerd_bin())
-            .arg("--data-dir")
-            .arg(data.path())
-            .arg("--config")
-            .arg(&config)
-            .args(["worker", "--listen", listen])
-            .env_remove("GITHUB_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(data.path().join("worker.log")).unwrap()))
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{}", token.expose_hex()).unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("worker listening on ").unwrap_or_else(|| panic!("{line:?}"));
-        let addr = addr.parse().unwrap();
-        WorkerProc { data, child: Some(child), addr, token }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("worker.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, and its exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        child.wait().unwrap().code()
-    }
-}
-
-impl Drop for WorkerProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            let config = self.data.path().join("config.toml");
-            let _ = ephemerd(self.data.path(), &config, &["cleanup"]);
-        }
-    }
-}
 
 /// The daemon's side: a data dir of its own and a RemoteTarget to the worker.
 async fn daemon_side(w: &WorkerProc, token: Token) -> (tempfile::TempDir, Result<RemoteTarget, String>) {
@@ -115,6 +53,9 @@ async fn jobs_run_in_the_worker_and_their_exit_steps_and_logs_come_back() {
     assert_eq!(exit.code, 3, "{}", w.log());
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("from-the-worker") && text.contains("to-stderr"), "the log came back: {text:?}");
+    let in_worker = w.data.path().join("logs");
+    let kept: Vec<_> = std::fs::read_dir(&in_worker).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(kept.is_empty(), "the worker drops a log once the daemon has it: {kept:?}");
 
     // Steps as exec'd processes of a running job, as `ephemerd run` runs them.
     let id = ephemerd::runtime::new_job_id();

@@ -48,12 +48,16 @@ pub async fn run(args: WorkerArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resul
     tracing::info!(%addr, "dispatch listening");
     let served = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        })
+        // Small replies go out at once (no Nagle delay on every call).
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            },
+        )
         .await;
     session.stop().await;
     served.context("serving dispatch")?;

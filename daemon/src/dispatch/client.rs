@@ -230,11 +230,17 @@ impl Target for RemoteTarget {
         if let Some(f) = follower {
             f.abort();
         }
-        // What the job printed last, before the worker forgets it.
-        if let Err(e) = self.copy_log(id).await {
-            tracing::debug!(error = %e, "cannot copy the rest of the job's log");
-        }
         self.client().destroy_job(d::JobRef { id: id.to_string() }).await.map_err(self.err("destroy job"))?;
+        // The worker keeps the log past the job; its output is complete once the job's process is deleted
+        // (the shim may still be copying when the process is seen to end): what it printed last.
+        if self.jobs.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id) {
+            match self.copy_log(id).await {
+                Ok(()) => {
+                    self.client().forget_log(d::JobRef { id: id.to_string() }).await.map_err(self.err("forget log"))?;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot copy the rest of the job's log; the worker keeps it"),
+            }
+        }
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         if self.store.job_exists(id)? {
             self.store.set_cleaned(id)?;

@@ -220,6 +220,19 @@ impl Dispatch for Worker {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    async fn forget_log(&self, req: Request<d::JobRef>) -> Result<Response<d::Empty>, Status> {
+        let id = valid_id(&req.get_ref().id)?.to_string();
+        if self.target.list().await.map_err(status)?.contains(&id) {
+            return Err(Status::failed_precondition(format!("job {id} is not destroyed yet")));
+        }
+        match std::fs::remove_file(self.target.log_path(&id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Status::internal(format!("cannot remove job {id}'s log: {e}"))),
+        }
+        Ok(Response::new(d::Empty {}))
+    }
+
     async fn list(&self, _: Request<d::Empty>) -> Result<Response<d::ListReply>, Status> {
         Ok(Response::new(d::ListReply { ids: self.target.list().await.map_err(status)? }))
     }

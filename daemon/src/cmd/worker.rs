@@ -40,7 +40,7 @@ pub async fn run(args: WorkerArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resul
     let addr = listener.local_addr().context("the listening address")?;
     let session = Session::start(&cfg, &dirs).await?;
     let worker_id = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
-    let worker = Worker::new(session.target.clone(), worker_id, args.own_clock);
+    let worker = Worker::new(session.target.clone(), worker_id, args.own_clock, dirs.root.clone());
     let service = DispatchServer::with_interceptor(worker, auth::require(Arc::new(token)));
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;

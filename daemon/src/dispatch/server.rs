@@ -26,11 +26,13 @@ pub struct Worker {
     boot_id: String,
     /// Whether SetTime may step the clock (a worker with a clock of its own: a VM, a WSL distro).
     own_clock: bool,
+    /// The worker's data dir: Stats reports the disk that holds it.
+    data_dir: std::path::PathBuf,
 }
 
 impl Worker {
-    pub fn new(target: Arc<dyn Target>, worker_id: String, own_clock: bool) -> Self {
-        Self { target, worker_id, boot_id: hex::encode(rand::random::<[u8; 8]>()), own_clock }
+    pub fn new(target: Arc<dyn Target>, worker_id: String, own_clock: bool, data_dir: std::path::PathBuf) -> Self {
+        Self { target, worker_id, boot_id: hex::encode(rand::random::<[u8; 8]>()), own_clock, data_dir }
     }
 }
 
@@ -253,7 +255,7 @@ impl Dispatch for Worker {
     }
 
     async fn stats(&self, _: Request<d::Empty>) -> Result<Response<d::StatsReply>, Status> {
-        let mut s = host_stats(&self.target.log_path("x"));
+        let mut s = host_stats(&self.data_dir);
         s.jobs = u32::try_from(self.target.list().await.map_err(status)?.len()).unwrap_or(u32::MAX);
         Ok(Response::new(s))
     }
@@ -282,8 +284,8 @@ fn step_clock(_: i64) -> Result<(), Status> {
     Err(Status::unimplemented("a worker runs on Linux"))
 }
 
-/// CPU, memory and disk of the machine the worker runs on (the disk holding `near`).
-fn host_stats(near: &std::path::Path) -> d::StatsReply {
+/// CPU, memory and disk of the machine the worker runs on (the disk holding `dir`).
+fn host_stats(dir: &std::path::Path) -> d::StatsReply {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let cpu: Vec<u64> =
         stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
@@ -300,7 +302,6 @@ fn host_stats(near: &std::path::Path) -> d::StatsReply {
             .unwrap_or(0)
             * 1024
     };
-    let dir = near.parent().unwrap_or(near);
     let (disk_total, disk_free) = disk(dir);
     d::StatsReply {
         cpu_busy_ms: busy * 1000 / ticks,

@@ -57,29 +57,9 @@ outdir=$(cd -- "$outdir" && pwd -P)
 output="$outdir/$(basename -- "$output")"
 stamp="$output.stamp"
 
-self=$(readlink -f -- "${BASH_SOURCE[0]}")
-self_sha=$(sha256sum -- "$self" | cut -d' ' -f1)
-
-cache_hit() {
-    [ -f "$output" ] && [ -f "$stamp" ] && [ "$(cat -- "$stamp" 2>/dev/null)" = "$self_sha" ]
-}
-
-if [ "$force" -eq 0 ] && cache_hit; then
-    log "up to date (built by this script, sha256 ${self_sha:0:12}): $output"
-    printf '%s\n' "$output"
-    exit 0
-fi
-
-# Serialise concurrent builds of the same output; re-check the cache afterwards.
-exec 9>"$output.lock"
-if command -v flock >/dev/null 2>&1; then
-    flock 9
-    if [ "$force" -eq 0 ] && cache_hit; then
-        log "built by a concurrent run: $output"
-        printf '%s\n' "$output"
-        exit 0
-    fi
-fi
+# shellcheck source=rootfs/lib.sh
+. "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/lib.sh"
+cached_or_lock
 
 # --------------------------------------------------------------------------
 # Preconditions
@@ -114,73 +94,7 @@ case "$deb_arch" in
     *)        die "don't know the OCI architecture name for dpkg architecture '$deb_arch'" ;;
 esac
 
-# --------------------------------------------------------------------------
-# Mirrors: reuse this host's apt configuration
-# --------------------------------------------------------------------------
-# Prints "URI<TAB>SUITE" for every enabled deb entry in the host's apt sources
-# (one-line *.list format and deb822 *.sources format).
-host_apt_entries() {
-    local f files=()
-    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    [ ${#files[@]} -gt 0 ] || return 0
-    for f in "${files[@]}"; do
-        case "$f" in
-            *.list)
-                # deb [opt=val ...] URI SUITE COMPONENT...
-                awk '
-                    { sub(/#.*/, "") }
-                    $1 != "deb" { next }
-                    {
-                        i = 2
-                        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                        if (i + 1 <= NF) print $i "\t" $(i + 1)
-                    }' "$f"
-                ;;
-            *.sources)
-                awk '
-                    function flush(   n, m, us, ss, a, b) {
-                        if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled !~ /^[ \t]*no/) {
-                            n = split(uris, us, /[ \t]+/); m = split(suites, ss, /[ \t]+/)
-                            for (a = 1; a <= n; a++) for (b = 1; b <= m; b++)
-                                if (us[a] != "" && ss[b] != "") print us[a] "\t" ss[b]
-                        }
-                        types = uris = suites = enabled = ""
-                    }
-                    /^[ \t]*#/ { next }
-                    /^[ \t]*$/ { flush(); next }
-                    /^[A-Za-z-]+:/ {
-                        key = tolower($0); sub(/:.*/, "", key)
-                        val = $0; sub(/^[^:]*:[ \t]*/, "", val)
-                        if (key == "types") types = val
-                        else if (key == "uris") uris = val
-                        else if (key == "suites") suites = val
-                        else if (key == "enabled") enabled = tolower(val)
-                    }
-                    END { flush() }' "$f"
-                ;;
-        esac
-    done
-}
-
-host_entries=$(host_apt_entries || true)
-# Main archive: first entry that is not a security suite.
-host_mirror=$(printf '%s\n' "$host_entries" | awk -F'\t' '$2 != "" && $2 !~ /\/updates$|-security$/ && $1 !~ /security/ { print $1; exit }')
-host_security=$(printf '%s\n' "$host_entries" | awk -F'\t' '$2 ~ /\/updates$|-security$/ { print $1; exit }')
-
-mirror=${EPHEMERD_DEBIAN_MIRROR:-${host_mirror:-http://deb.debian.org/debian}}
-if [ "${EPHEMERD_DEBIAN_SECURITY_MIRROR+set}" = set ]; then
-    security_mirror=$EPHEMERD_DEBIAN_SECURITY_MIRROR
-else
-    security_mirror=$host_security
-fi
-mirror=${mirror%/}
-security_mirror=${security_mirror%/}
-
-sources=("deb $mirror $SUITE main" "deb $mirror $SUITE-updates main")
-[ -n "$security_mirror" ] && sources+=("deb $security_mirror $SUITE-security main")
+debian_sources
 
 # --------------------------------------------------------------------------
 # Work dir (next to the output so the final mv is an atomic rename)
@@ -202,35 +116,9 @@ mkdir -p "$layout/blobs/sha256"
 # --------------------------------------------------------------------------
 # 1. Root filesystem tarball via mmdebstrap
 # --------------------------------------------------------------------------
-# Keep the image small (same list as Debian's official "slim" images). These
-# dpkg options stay in the image (/etc/dpkg/dpkg.cfg.d/99mmdebstrap), so
-# packages a job installs later are slimmed the same way.
-dpkg_excludes=(
-    'path-exclude=/usr/share/doc/*'
-    'path-include=/usr/share/doc/*/copyright'
-    'path-exclude=/usr/share/man/*'
-    'path-exclude=/usr/share/groff/*'
-    'path-exclude=/usr/share/info/*'
-    'path-exclude=/usr/share/lintian/*'
-    'path-exclude=/usr/share/linda/*'
-    'path-exclude=/usr/share/locale/*'
-)
 mmdeb_args=(--mode=root --variant=minbase --format=tar --include="$PACKAGES")
-# Set up merged-/usr the debootstrap way (installs usr-is-merged) instead of
-# letting apt pull in the usrmerge package and its perl dependencies.
-merged_usr_hooks=/usr/share/mmdebstrap/hooks/merged-usr
-if [ -d "$merged_usr_hooks" ]; then
-    mmdeb_args+=(--hook-dir="$merged_usr_hooks")
-else
-    log "note: $merged_usr_hooks not found; usrmerge will be installed instead"
-fi
-for o in "${dpkg_excludes[@]}"; do mmdeb_args+=(--dpkgopt="$o"); done
+slim_mmdeb_args
 mmdeb_args+=(
-    # Essential packages are unpacked before the dpkg options apply; sweep up.
-    --customize-hook='find "$1/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true'
-    --customize-hook='find "$1/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true'
-    --customize-hook='rm -rf "$1"/usr/share/man/* "$1"/usr/share/groff/* "$1"/usr/share/info/* "$1"/usr/share/lintian/* "$1"/usr/share/linda/* "$1"/usr/share/locale/*'
-    --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old "$1"/var/lib/dpkg/*-old "$1"/var/log/apt/* "$1"/var/log/*.log'
     # ping ships with file capability cap_net_raw, which jobs never get: exec of such a file fails (EPERM).
     # Without it ping uses an ICMP datagram socket, which ephemerd's net.ipv4.ping_group_range allows.
     --customize-hook='cp "$1/usr/bin/ping" "$1/usr/bin/ping.plain" && mv "$1/usr/bin/ping.plain" "$1/usr/bin/ping"'

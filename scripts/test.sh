@@ -10,6 +10,9 @@ source scripts/deps-desktop.sh
 echo "==> job image" >&2
 EPHEMERD_TEST_IMAGE=$(rootfs/build-job-image.sh)
 export EPHEMERD_TEST_IMAGE
+echo "==> worker rootfs" >&2
+EPHEMERD_TEST_WORKER_ROOTFS=$(rootfs/build-worker-rootfs.sh)
+export EPHEMERD_TEST_WORKER_ROOTFS
 
 echo "==> GitHub's OpenAPI description, to keep the fake GitHub honest" >&2
 (cd tests/schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

@@ -40,6 +40,21 @@ pub struct WorkerArgs {
     /// The worker has a clock of its own (a VM or WSL distro): SetTime may step it
     #[arg(long)]
     pub own_clock: bool,
+    /// Image archives (OCI or docker-archive tars) to import before serving
+    #[arg(long = "import", value_name = "FILE")]
+    pub imports: Vec<PathBuf>,
+    /// Boot in this root filesystem, in namespaces of our own (the daemon's namespace worker)
+    #[arg(long, hide = true, requires = "netns")]
+    pub root: Option<PathBuf>,
+    /// The network namespace to boot in (with --root)
+    #[arg(long, hide = true, requires = "root")]
+    pub netns: Option<PathBuf>,
+    /// SOURCE=TARGET: a path of this machine bound into the root (with --root)
+    #[arg(long, hide = true, requires = "root")]
+    pub bind: Vec<String>,
+    /// SOURCE=TARGET, bound read-only (with --root)
+    #[arg(long, hide = true, requires = "root")]
+    pub bind_ro: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

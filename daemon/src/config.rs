@@ -40,6 +40,7 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub control: ControlConfig,
     pub history: HistoryConfig,
+    pub worker: WorkerConfig,
     /// GitHub owners to take jobs from (`[[github]]`, one per owner).
     pub github: Vec<crate::forge::github::GithubConfig>,
 }
@@ -244,6 +245,36 @@ pub struct RunnerConfig {
     pub sha256: Option<String>,
 }
 
+/// Where `serve` runs its jobs: on this machine's containerd, or in a Linux worker it drives over Dispatch.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    pub mode: WorkerMode,
+    /// The worker's root filesystem, the tarball `rootfs/build-worker-rootfs.sh` builds (namespace mode).
+    pub rootfs: Option<PathBuf>,
+    /// Image archives (OCI or docker-archive tars) the worker imports when it boots, for images no
+    /// registry serves.
+    pub images: Vec<PathBuf>,
+    /// The /30 of the link between this machine and the worker (namespace mode); by default one of
+    /// 10.230.0.0/16 picked by the instance id.
+    pub link: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerMode {
+    /// Jobs run on this machine's containerd.
+    #[default]
+    Local,
+    /// Jobs run in a Linux worker in network, mount and pid namespaces of its own, on its own veth and in
+    /// its own root filesystem: the Linux stand-in for the WSL distro.
+    Namespace,
+    /// A WSL2 distro (Windows).
+    Wsl,
+    /// A Linux VM.
+    Vm,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
@@ -431,6 +462,29 @@ impl Config {
             }
             _ => {}
         }
+        match self.worker.mode {
+            WorkerMode::Local => {}
+            WorkerMode::Namespace => {
+                if self.worker.rootfs.is_none() {
+                    return Err(ConfigError::Invalid {
+                        key: "worker.rootfs",
+                        message: "mode = \"namespace\" needs the worker's rootfs tarball (rootfs/build-worker-rootfs.sh builds it)".into(),
+                    });
+                }
+            }
+            WorkerMode::Wsl | WorkerMode::Vm => {
+                return Err(ConfigError::Invalid {
+                    key: "worker.mode",
+                    message: "\"wsl\" and \"vm\" workers are not built yet: use \"local\" or \"namespace\"".into(),
+                });
+            }
+        }
+        if let Some(l) = &self.worker.link {
+            let net = Ipv4Net::parse(l).map_err(|message| ConfigError::Invalid { key: "worker.link", message })?;
+            if net.prefix != 30 {
+                return Err(ConfigError::Invalid { key: "worker.link", message: format!("{net} must be a /30") });
+            }
+        }
         if self.scheduler.max_concurrent == 0 {
             return Err(ConfigError::Invalid { key: "scheduler.max_concurrent", message: "must be at least 1".into() });
         }
@@ -508,6 +562,9 @@ mod tests {
             ("[runner]\nurl = \"http://r.example/r.tar.gz\"\nsha256 = \"xyz\"", "runner.sha256"),
             ("[runner]\ndir = \"/r\"\nurl = \"http://r.example/r.tar.gz\"", "runner.url"),
             ("[scheduler]\nmax_concurrent = 0", "scheduler.max_concurrent"),
+            ("[worker]\nmode = \"namespace\"", "worker.rootfs"),
+            ("[worker]\nmode = \"vm\"", "worker.mode"),
+            ("[worker]\nlink = \"10.0.0.0/24\"", "worker.link"),
             ("[scheduler]\nrunner_prefix = \"a b\"", "scheduler.runner_prefix"),
             ("[[scheduler.profiles]]\nname = \"p\"\nlabels = []", "scheduler.profiles.labels"),
             ("[[github]]\nowner = \"o\"\napi_url = \"ftp://x\"", "github.api_url"),

@@ -19,6 +19,7 @@ pub mod service;
 pub mod store;
 pub mod target;
 pub mod webhook;
+pub mod worker;
 pub mod workflow;
 
 /// Installs the process-wide TLS crypto provider (ring) that the HTTP clients (registry, GitHub, runner

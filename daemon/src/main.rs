@@ -10,6 +10,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Command::Worker(w) = &cli.command
+        && let (Some(root), Some(netns)) = (&w.root, &w.netns)
+    {
+        // Before any thread: it forks and changes namespaces.
+        return boot_worker(w, root, netns);
+    }
     cmd::init_tracing(&cli.global.log_level);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -29,4 +35,26 @@ fn main() -> ExitCode {
             ExitCode::from(cmd::exit_code(&e))
         }
     }
+}
+
+/// `ephemerd worker --root`: boots in the worker's namespaces and root, then execs the worker there.
+fn boot_worker(w: &cli::WorkerArgs, root: &std::path::Path, netns: &std::path::Path) -> ExitCode {
+    use ephemerd::worker::enter::{Bind, Boot, boot, worker_args};
+    let mut binds = Vec::new();
+    for (list, read_only) in [(&w.bind, false), (&w.bind_ro, true)] {
+        for b in list {
+            match Bind::parse(b, read_only) {
+                Ok(b) => binds.push(b),
+                Err(e) => {
+                    eprintln!("ephemerd: error: --bind {e}");
+                    return ExitCode::from(cmd::EXIT_USAGE);
+                }
+            }
+        }
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let b = Boot { root: root.to_path_buf(), netns: netns.to_path_buf(), binds, args: worker_args(&args) };
+    let e = boot(&b);
+    eprintln!("ephemerd: error: booting the worker: {e}");
+    ExitCode::from(cmd::EXIT_INFRA)
 }

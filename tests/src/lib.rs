@@ -56,6 +56,18 @@ pub fn job_image_archive() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The worker rootfs built by `rootfs/build-worker-rootfs.sh` (override with `EPHEMERD_TEST_WORKER_ROOTFS`).
+pub fn worker_rootfs() -> Result<PathBuf> {
+    let p = match std::env::var_os("EPHEMERD_TEST_WORKER_ROOTFS") {
+        Some(p) => PathBuf::from(p),
+        None => job_image_archive()?.with_file_name("worker-bookworm.tar.gz"),
+    };
+    if !p.is_file() {
+        bail!("worker rootfs {} is missing: run rootfs/build-worker-rootfs.sh first", p.display());
+    }
+    Ok(p)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
@@ -224,6 +236,48 @@ pub fn leftovers(data_dir: &Path) -> Vec<String> {
             dir.display(),
             list(dir.clone()).iter().filter(|n| n.starts_with('j')).collect::<Vec<_>>()
         ));
+    }
+    out.extend(worker_leftovers(data_dir, &instance));
+    out
+}
+
+/// What a namespace worker of the instance may leave: its process, netns, veth, rules and its jobs' cgroups.
+fn worker_leftovers(data_dir: &Path, instance: &ephemerd::runtime::instance::Instance) -> Vec<String> {
+    let mut out = Vec::new();
+    let id = instance.id();
+    let netns = format!("/run/netns/ephemerd-{id}-worker");
+    if Path::new(&netns).exists() {
+        out.push(format!("netns {netns}"));
+    }
+    if Path::new(&format!("/sys/class/net/edw{id}")).exists() {
+        out.push(format!("veth edw{id}"));
+    }
+    let tag = format!("ephemerd-{id}-worker");
+    for table in ["filter", "nat"] {
+        for l in iptables(&["-t", table, "-S"]).lines().filter(|l| l.contains(&tag)) {
+            out.push(format!("iptables {table}: {l}"));
+        }
+    }
+    let root = data_dir.join("worker/rootfs");
+    for pid in processes_with_arg(root.as_os_str().as_encoded_bytes()) {
+        out.push(format!("worker process {pid}"));
+    }
+    let worker = ephemerd::runtime::instance::Instance::at(Path::new(&format!("/var/lib/ephemerd/{id}")));
+    for dir in worker.cgroup_parent_dirs().into_iter().filter(|d| d.is_dir()) {
+        out.push(format!("worker cgroup {}", dir.display()));
+    }
+    out
+}
+
+/// Pids of the processes one of whose arguments is `arg`.
+pub fn processes_with_arg(arg: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|a| a == arg) {
+            out.push(pid);
+        }
     }
     out
 }

@@ -92,7 +92,9 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(args, cfg, dirs).await,
         Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
-        Command::Serve(args) => serve::serve(args, cfg, cli.global.config.clone(), dirs).await,
+        Command::Serve(args) => {
+            serve::serve(args, cli.global.log_level.clone(), cfg, cli.global.config.clone(), dirs).await
+        }
         Command::Worker(args) => worker::run(args, cfg, dirs).await,
         Command::Service(c) => service::run(c, &cfg, cli.global.config.as_deref(), &dirs, cli.global.json),
         Command::Doctor => {
@@ -120,7 +122,11 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
             let s = Session::start(&cfg, &dirs).await?;
             let n = s.reconciled.clone();
             s.stop().await;
-            if n.is_empty() {
+            let worker = clean_worker(&cfg, &dirs, &cli.global.log_level).await?;
+            if worker {
+                out!("removed: the namespace worker and its link");
+            }
+            if n.is_empty() && !worker {
                 out!("nothing to clean up");
             } else {
                 out!(
@@ -140,6 +146,18 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// A running containerd with everything needed to run jobs; stop it with [`Session::stop`].
+/// Stops a namespace worker a crashed daemon left and removes its link; whether there was any.
+async fn clean_worker(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::Result<bool> {
+    use ephemerd::worker::Host;
+    if cfg.worker.mode != ephemerd::config::WorkerMode::Namespace {
+        return Ok(false);
+    }
+    let host = ephemerd::worker::namespace::NamespaceHost::new(cfg, dirs, log_level).map_err(usage)?;
+    let present = host.link().present().await || host.orphan().is_some();
+    host.stop().await?;
+    Ok(present)
+}
+
 pub struct Session {
     _lock: DataDirLock,
     supervisor: Supervisor,

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
-use ephemerd::config::Config;
+use ephemerd::config::{Config, WorkerMode};
 use ephemerd::forge::Secret;
 use ephemerd::forge::build;
 use ephemerd::platform::DataDirs;
 use ephemerd::secrets::{CredentialStore, Keyring};
 use ephemerd::serve::{ProviderUpdate, Serve};
+use ephemerd::target::Target;
+use ephemerd::worker::WorkerTarget;
+use ephemerd::worker::namespace::NamespaceHost;
 
 use ephemerd::control;
 use ephemerd::control::live::Live;
@@ -21,6 +24,7 @@ use crate::cli::ServeArgs;
 
 pub async fn serve(
     args: ServeArgs,
+    log_level: String,
     mut cfg: Config,
     config_path: Option<std::path::PathBuf>,
     dirs: DataDirs,
@@ -54,11 +58,24 @@ pub async fn serve(
         None => None,
     };
     let session = Session::start(&cfg, &dirs).await?;
+    let store = session.runtime.store().clone();
+    let worker = match cfg.worker.mode {
+        WorkerMode::Local => None,
+        WorkerMode::Namespace => {
+            let host = NamespaceHost::new(&cfg, &dirs, &log_level).map_err(usage)?;
+            tracing::info!(link = %host.link().net, "jobs run in a namespace worker");
+            Some(Arc::new(WorkerTarget::new(Arc::new(host), dirs.clone(), store.clone())))
+        }
+        m @ (WorkerMode::Wsl | WorkerMode::Vm) => return Err(usage(format!("worker.mode {m:?} is not built yet"))),
+    };
+    let target: Arc<dyn Target> = match &worker {
+        Some(w) => w.clone(),
+        None => session.target.clone(),
+    };
     let result = async {
         let update =
             ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured, sources: built.sources };
-        let store = session.runtime.store().clone();
-        let serve = Serve::new(cfg.clone(), session.target.clone(), store.clone(), dirs.clone(), update)?;
+        let serve = Serve::new(cfg.clone(), target.clone(), store.clone(), dirs.clone(), update)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
             control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])
@@ -77,7 +94,7 @@ pub async fn serve(
             flag_token,
             config_path,
             config: as_read,
-            target: session.target.clone(),
+            target: target.clone(),
         });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
@@ -90,6 +107,13 @@ pub async fn serve(
         );
         tracing::info!(socket = %socket.display(), "control API listening");
         serve.reconcile().await?;
+        if let Some(w) = &worker {
+            // The worker's leftovers (a crashed daemon's jobs): it keeps none of them.
+            let n = w.reconcile(&std::collections::HashSet::new()).await?;
+            if !n.is_empty() {
+                tracing::info!(jobs = n.jobs.len(), containers = n.containers, "removed the worker's leftovers");
+            }
+        }
         let code = serve.run(controls, webhooks, live).await;
         let _ = stop_api.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), api).await;
@@ -97,6 +121,11 @@ pub async fn serve(
         Ok::<_, anyhow::Error>(code?)
     }
     .await;
+    if let Some(w) = worker {
+        if let Err(e) = w.stop().await {
+            tracing::warn!(error = %e, "cannot stop the worker cleanly; the next start removes what is left");
+        }
+    }
     session.stop().await;
     result
 }

@@ -1,7 +1,7 @@
 //! `ephemerd worker`: a Linux worker. It reads its boot token on stdin (the one channel to it that no job
 //! can read), starts its own containerd through a `Session` (which removes what a previous boot left), and
 //! serves Dispatch on `--listen`, every call checked against the token, until SIGTERM or SIGINT. It holds
-//! no forge credential and reads none.
+//! no forge credential and reads none. With `--import` it first imports image archives its host handed over.
 
 use std::sync::Arc;
 
@@ -39,6 +39,19 @@ pub async fn run(args: WorkerArgs, cfg: Config, dirs: DataDirs) -> anyhow::Resul
         .map_err(|e| usage(format!("--listen: cannot listen on {}: {e}", args.listen)))?;
     let addr = listener.local_addr().context("the listening address")?;
     let session = Session::start(&cfg, &dirs).await?;
+    for file in &args.imports {
+        match session.runtime.images.import(file, &|_| {}).await {
+            Ok(images) => {
+                for i in images {
+                    tracing::info!(image = %i.name, file = %file.display(), "imported");
+                }
+            }
+            Err(e) => {
+                session.stop().await;
+                return Err(usage(format!("--import {}: {e}", file.display())));
+            }
+        }
+    }
     let worker_id = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let worker = Worker::new(session.target.clone(), worker_id, args.own_clock, dirs.root.clone());
     let service = DispatchServer::with_interceptor(worker, auth::require(Arc::new(token)));

@@ -93,7 +93,7 @@ pub fn nat_rule(inst: &Instance, subnet: Ipv4Net, bridge: &str) -> String {
 }
 
 /// Whether `line` (of `iptables -S`) carries exactly `tag` as a word.
-fn has_tag(line: &str, tag: &str) -> bool {
+pub(crate) fn has_tag(line: &str, tag: &str) -> bool {
     line.split_whitespace().any(|w| w.trim_matches('"') == tag)
 }
 
@@ -214,7 +214,7 @@ impl Firewall {
     }
 }
 
-async fn ipt(args: &[&str]) -> Result<String, FirewallError> {
+pub(crate) async fn ipt(args: &[&str]) -> Result<String, FirewallError> {
     let out = Command::new("iptables")
         .arg("-w")
         .args(args)
@@ -231,7 +231,7 @@ async fn ipt(args: &[&str]) -> Result<String, FirewallError> {
 }
 
 /// Applies a batch atomically with `iptables-restore --noflush`.
-async fn restore(batch: &[String]) -> Result<(), FirewallError> {
+pub(crate) async fn restore(batch: &[String]) -> Result<(), FirewallError> {
     let text = batch.join("\n") + "\n";
     let err = |message: String| FirewallError { args: "-restore --noflush".into(), message };
     let mut child = Command::new("iptables-restore")

@@ -1,0 +1,196 @@
+//! [`WorkerTarget`]: the [`Target`] whose jobs run in a worker a [`Host`] boots. The worker is booted when
+//! a job (or the start-up reconcile) first needs it, and booted afresh when the one before has died; only
+//! one boot runs at a time. Each job stays with the boot it began on: when that worker is gone, its calls
+//! fail with that reason (the job is lost with it, and the next boot removes what it left), and destroying
+//! it only closes its record here.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::{Host, HostError};
+use crate::dispatch::RemoteTarget;
+use crate::platform::DataDirs;
+use crate::runtime::{Exit, Reconciled};
+use crate::store::Store;
+use crate::target::{LaunchSpec, ProgressFn, Target, TargetError};
+
+struct Boot {
+    remote: Arc<RemoteTarget>,
+    /// Counts boots, so a job knows whether its worker is the current one.
+    n: u64,
+}
+
+pub struct WorkerTarget {
+    host: Arc<dyn Host>,
+    dirs: DataDirs,
+    store: Store,
+    current: Mutex<Option<Boot>>,
+    boots: Mutex<u64>,
+    booting: tokio::sync::Mutex<()>,
+    /// Each job's boot.
+    jobs: Mutex<HashMap<String, (u64, Arc<RemoteTarget>)>>,
+}
+
+impl WorkerTarget {
+    pub fn new(host: Arc<dyn Host>, dirs: DataDirs, store: Store) -> Self {
+        Self {
+            host,
+            dirs,
+            store,
+            current: Mutex::new(None),
+            boots: Mutex::new(0),
+            booting: tokio::sync::Mutex::new(()),
+            jobs: Mutex::default(),
+        }
+    }
+
+    fn gone(&self, call: &'static str, message: impl Into<String>) -> TargetError {
+        TargetError::Worker { addr: self.host.kind().into(), call, message: message.into() }
+    }
+
+    /// The running worker's client, if the worker runs.
+    fn live(&self) -> Option<(u64, Arc<RemoteTarget>)> {
+        let c = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        c.as_ref().filter(|_| self.host.alive()).map(|b| (b.n, b.remote.clone()))
+    }
+
+    /// The running worker, booted first if there is none.
+    async fn worker(&self) -> Result<(u64, Arc<RemoteTarget>), TargetError> {
+        if let Some(w) = self.live() {
+            return Ok(w);
+        }
+        let _one = self.booting.lock().await;
+        if let Some(w) = self.live() {
+            return Ok(w);
+        }
+        if self.current.lock().unwrap_or_else(|e| e.into_inner()).take().is_some() {
+            tracing::warn!(worker = self.host.kind(), "the worker has died: booting a new one");
+        }
+        let booted = self.host.boot().await.map_err(|e| self.gone("boot", e.to_string()))?;
+        let remote =
+            match RemoteTarget::connect(&booted.addr, booted.token, self.dirs.clone(), self.store.clone()).await {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    let _ = self.host.stop().await;
+                    return Err(e);
+                }
+            };
+        let n = {
+            let mut b = self.boots.lock().unwrap_or_else(|e| e.into_inner());
+            *b += 1;
+            *b
+        };
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Boot { remote: remote.clone(), n });
+        Ok((n, remote))
+    }
+
+    /// The worker job `id` runs on, while it runs.
+    fn of(&self, id: &str, call: &'static str) -> Result<Arc<RemoteTarget>, TargetError> {
+        let (n, remote) = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| self.gone(call, format!("job {id} is not one of this daemon's worker jobs")))?;
+        match self.live() {
+            Some((current, _)) if current == n => Ok(remote),
+            _ => Err(self.gone(call, format!("the worker that ran job {id} has stopped; the job is lost"))),
+        }
+    }
+
+    /// Stops the worker and removes its host objects.
+    pub async fn stop(&self) -> Result<(), HostError> {
+        let _one = self.booting.lock().await;
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.host.stop().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for WorkerTarget {
+    async fn prepare_image(&self, reference: &str, progress: &ProgressFn) -> Result<String, TargetError> {
+        self.worker().await?.1.prepare_image(reference, progress).await
+    }
+
+    fn begin(&self, id: &str, image: &str) -> Result<PathBuf, TargetError> {
+        let (n, remote) = self.live().ok_or_else(|| self.gone("begin", "the worker has stopped"))?;
+        let dir = remote.begin(id, image)?;
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (n, remote));
+        Ok(dir)
+    }
+
+    async fn create(&self, id: &str, image: &str, spec: &LaunchSpec) -> Result<(), TargetError> {
+        self.of(id, "create job")?.create(id, image, spec).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), TargetError> {
+        self.of(id, "start job")?.start(id).await
+    }
+
+    async fn wait(&self, id: &str) -> Result<Exit, TargetError> {
+        let remote = self.of(id, "wait job")?;
+        match remote.wait(id).await {
+            Err(e) if !self.host.alive() => {
+                tracing::debug!(error = %e, "waiting for a job of a worker that died");
+                Err(self.gone("wait job", format!("the worker died while job {id} ran; the job is lost")))
+            }
+            r => r,
+        }
+    }
+
+    async fn exec(&self, id: &str, exec_id: &str, args: Vec<String>) -> Result<(), TargetError> {
+        self.of(id, "exec")?.exec(id, exec_id, args).await
+    }
+
+    async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<u32, TargetError> {
+        self.of(id, "wait exec")?.wait_exec(id, exec_id).await
+    }
+
+    async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<(), TargetError> {
+        self.of(id, "delete exec")?.delete_exec(id, exec_id).await
+    }
+
+    async fn kill(&self, id: &str, signal: u32) -> Result<(), TargetError> {
+        self.of(id, "kill job")?.kill(id, signal).await
+    }
+
+    async fn destroy(&self, id: &str) -> Result<(), TargetError> {
+        match self.of(id, "destroy job") {
+            Ok(remote) => remote.destroy(id).await?,
+            // Its worker is gone, and everything of the job with it (the next boot removes the rest).
+            Err(_) => {
+                if self.store.job_exists(id)? {
+                    self.store.set_cleaned(id)?;
+                }
+            }
+        }
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, TargetError> {
+        match self.live() {
+            Some((_, remote)) => remote.list().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn reconcile(&self, live: &HashSet<String>) -> Result<Reconciled, TargetError> {
+        self.worker().await?.1.reconcile(live).await
+    }
+
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.dirs.job_log(id)
+    }
+
+    fn oom_kills(&self, id: &str) -> u64 {
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.get(id).map_or(0, |(_, r)| r.oom_kills(id))
+    }
+
+    fn record_exit(&self, id: &str, exit: Exit) -> Result<(), TargetError> {
+        Ok(self.store.set_exited(id, i64::from(exit.code), exit.oom_killed)?)
+    }
+}

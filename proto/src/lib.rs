@@ -137,24 +137,44 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
-/// Connects to the daemon's control socket.
+/// Connects to the daemon's control socket (a Unix socket; on Windows, the named pipe of that name).
 pub async fn connect(socket: &Path) -> Result<Client, Unavailable> {
     let unavailable = |cause: String| Unavailable { socket: socket.to_path_buf(), cause };
     // Connect once up front, so a missing or dead socket is reported now, with its cause.
-    drop(tokio::net::UnixStream::connect(socket).await.map_err(|e| unavailable(e.to_string()))?);
+    drop(dial(socket).await.map_err(|e| unavailable(e.to_string()))?);
     let channel = unix_channel(socket).await.map_err(|e| unavailable(e.to_string()))?;
     Ok(v1::control_client::ControlClient::new(channel))
 }
 
-/// A gRPC channel over the Unix socket at `socket` (each reconnect dials the path again).
+/// A gRPC channel over the local socket at `socket` (each reconnect dials it again): a Unix socket, or on
+/// Windows a named pipe.
 pub async fn unix_channel(socket: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = socket.to_path_buf();
     tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
+            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(dial(&path).await?)) }
         }))
         .await
+}
+
+#[cfg(unix)]
+async fn dial(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(path).await
+}
+
+/// Opens the named pipe `path` (`\\.\pipe\…`), waiting while every instance of it is busy.
+#[cfg(windows)]
+async fn dial(path: &Path) -> std::io::Result<tokio::net::windows::named_pipe::NamedPipeClient> {
+    /// ERROR_PIPE_BUSY: the server has no free instance right now.
+    const PIPE_BUSY: i32 = 231;
+    for _ in 0..100 {
+        match tokio::net::windows::named_pipe::ClientOptions::new().open(path) {
+            Err(e) if e.raw_os_error() == Some(PIPE_BUSY) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            r => return r,
+        }
+    }
+    Err(std::io::Error::other("every instance of the pipe stayed busy for 5 s"))
 }

@@ -234,7 +234,7 @@ impl NamespaceHost {
                 Ok(())
             });
         }
-        cmd.spawn().map_err(|e| HostError::Start(format!("cannot run {}: {e}", exe.display())))
+        spawn_on_lasting_thread(cmd).map_err(|e| HostError::Start(format!("cannot run {}: {e}", exe.display())))
     }
 
     fn log_tail(&self) -> String {
@@ -324,6 +324,31 @@ impl Host for NamespaceHost {
         let _ = std::fs::remove_file(self.pid_path());
         Ok(())
     }
+}
+
+type SpawnRequest = (tokio::process::Command, std::sync::mpsc::SyncSender<std::io::Result<tokio::process::Child>>);
+
+/// Spawns `cmd` from a thread that lasts as long as the process. The death signal a child asks for
+/// (`PR_SET_PDEATHSIG`) follows the thread that forked it, and a runtime thread may end (a blocking-pool
+/// thread after it idles): the worker must die with the daemon, not with that thread.
+fn spawn_on_lasting_thread(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    static SPAWNER: std::sync::OnceLock<std::io::Result<std::sync::mpsc::Sender<SpawnRequest>>> =
+        std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new().name("ephemerd-spawner".into()).spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _in_runtime = handle.enter();
+                let _ = reply.send(cmd.spawn());
+            }
+        })?;
+        Ok(tx)
+    });
+    let tx = spawner.as_ref().map_err(|e| std::io::Error::other(format!("cannot start the spawner thread: {e}")))?;
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    tx.send((cmd, reply)).map_err(|_| std::io::Error::other("the spawner thread has gone"))?;
+    answer.recv().map_err(|_| std::io::Error::other("the spawner thread has gone"))?
 }
 
 fn sha256_file(p: &Path) -> std::io::Result<String> {

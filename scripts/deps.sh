@@ -40,7 +40,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "cargo not found: ephemerd needs Rust 1.88 or newer (https://rustup.rs), Debian 12's rustc is too old" >&2
+  echo "cargo not found: ephemerd needs Rust 1.89 or newer (https://rustup.rs), Debian 12's rustc is too old" >&2
   exit 1
 fi
 

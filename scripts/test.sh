@@ -27,6 +27,7 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "==> cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-windows.sh
 echo "==> cargo test" >&2
 # The end-to-end tests run both binaries.
 cargo build -p ephemerd -p ephemerd-tray --locked

@@ -19,10 +19,10 @@ pub fn prune(store: &Store, dirs: &DataDirs, cfg: &HistoryConfig) {
         Ok(ids) if ids.is_empty() => {}
         Ok(ids) => {
             for id in &ids {
-                if let Err(e) = std::fs::remove_file(dirs.job_log(id)) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        warn!(job = %id, error = %e, "cannot remove a forgotten job's log");
-                    }
+                if let Err(e) = std::fs::remove_file(dirs.job_log(id))
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(job = %id, error = %e, "cannot remove a forgotten job's log");
                 }
             }
             info!(jobs = ids.len(), "forgot finished jobs past the history limits");

@@ -8,11 +8,15 @@ pub mod control;
 pub mod dispatch;
 pub mod forge;
 pub mod history;
+pub mod instance;
 pub mod platform;
 pub mod runner;
+/// Containers on this machine's containerd: Linux only (elsewhere jobs run in a Linux worker).
+#[cfg(target_os = "linux")]
 pub mod runtime;
 pub mod scheduler;
 pub mod secrets;
+#[cfg(target_os = "linux")]
 pub mod secrets_systemd;
 pub mod serve;
 pub mod service;

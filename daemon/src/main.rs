@@ -10,6 +10,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    #[cfg(target_os = "linux")]
     if let cli::Command::Worker(w) = &cli.command
         && let (Some(root), Some(netns)) = (&w.root, &w.netns)
     {
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// `ephemerd worker --root`: boots in the worker's namespaces and root, then execs the worker there.
 fn boot_worker(w: &cli::WorkerArgs, root: &std::path::Path, netns: &std::path::Path) -> ExitCode {
     use ephemerd::worker::enter::{Bind, Boot, boot, worker_args};

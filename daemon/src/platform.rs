@@ -2,9 +2,31 @@
 
 use std::path::{Path, PathBuf};
 
-/// The default data dir: `/var/lib/ephemerd` for root, else `$XDG_DATA_HOME/ephemerd`.
+/// Whether this process runs as root (never on Windows, where the daemon runs in the user's session).
+pub fn is_root() -> bool {
+    #[cfg(unix)]
+    return nix::unistd::geteuid().is_root();
+    #[cfg(not(unix))]
+    return false;
+}
+
+/// This machine's name ("host" when it has none that is text).
+pub fn hostname() -> String {
+    #[cfg(unix)]
+    let name = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+    #[cfg(not(unix))]
+    let name = std::env::var("COMPUTERNAME").ok();
+    name.filter(|n| !n.is_empty()).unwrap_or_else(|| "host".into())
+}
+
+/// The default data dir: `/var/lib/ephemerd` for root, else `$XDG_DATA_HOME/ephemerd`; on Windows
+/// `%LOCALAPPDATA%\ephemerd`.
 pub fn default_data_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
+    #[cfg(windows)]
+    if let Some(d) = std::env::var_os("LOCALAPPDATA") {
+        return PathBuf::from(d).join("ephemerd");
+    }
+    if is_root() {
         return PathBuf::from("/var/lib/ephemerd");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
@@ -20,7 +42,11 @@ pub fn default_data_dir() -> PathBuf {
 /// `$XDG_CONFIG_HOME/ephemerd/config.toml`. Read when it exists and no `--config` is given; the settings
 /// window saves forges there.
 pub fn default_config_path() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
+    #[cfg(windows)]
+    if let Some(d) = std::env::var_os("APPDATA") {
+        return PathBuf::from(d).join("ephemerd").join("config.toml");
+    }
+    if is_root() {
         return PathBuf::from("/etc/ephemerd/config.toml");
     }
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
@@ -98,9 +124,10 @@ impl DataDirs {
 
     /// Creates the directories the daemon writes to, private to root.
     pub fn create(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
         let mut b = std::fs::DirBuilder::new();
-        b.recursive(true).mode(0o700);
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
         for d in
             [self.root.clone(), self.run_dir(), self.netns_dir(), self.ipam_dir(), self.jobs_dir(), self.logs_dir()]
         {
@@ -125,7 +152,7 @@ pub fn check_socket_path(p: &Path) -> Result<(), String> {
 
 /// An exclusive lock on a data dir: one ephemerd (and so one containerd) per data dir.
 pub struct DataDirLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: std::fs::File,
 }
 
 impl DataDirLock {
@@ -140,13 +167,15 @@ impl DataDirLock {
             .write(true)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(mut lock) => {
+        // flock(2) on Unix, LockFileEx on Windows; released when the file is closed (or the process dies).
+        match file.try_lock() {
+            Ok(()) => {
+                let mut lock = file;
                 let _ = lock.set_len(0);
                 let _ = writeln!(lock, "{}", std::process::id());
                 Ok(Self { _lock: lock })
             }
-            Err((_, _)) => {
+            Err(_) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 Err(format!(
                     "data dir {} is in use by another ephemerd (pid {}); stop it or use another --data-dir",

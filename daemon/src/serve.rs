@@ -15,10 +15,10 @@ use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
 use crate::forge::build::{ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
 use crate::platform::DataDirs;
-use crate::runtime::new_job_id;
 use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
 use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, StopReason};
 use crate::store::Store;
+use crate::target::new_job_id;
 use crate::target::{LaunchSpec, Target, launch};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ impl std::fmt::Debug for ProviderUpdate {
 
 /// This host's part of runner names: `<prefix>-<host>-`.
 pub fn runner_prefix(prefix: &str) -> String {
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
+    let host = crate::platform::hostname();
     let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(20).collect();
     format!("{prefix}-{host}-")
 }
@@ -609,10 +609,10 @@ impl Serve {
                     let span = job_span(&t.job, &t.runner_name);
                     tokio::spawn(
                         async move {
-                            if let Some(id) = &id {
-                                if let Err(e) = target.destroy(id).await {
-                                    warn!(error = %e, "cleanup left resources; the next start removes them");
-                                }
+                            if let Some(id) = &id
+                                && let Err(e) = target.destroy(id).await
+                            {
+                                warn!(error = %e, "cleanup left resources; the next start removes them");
                             }
                             if let Some(c) = &claim {
                                 for attempt in 0..5u64 {
@@ -808,10 +808,11 @@ pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
         match tokio::net::lookup_host((host, port)).await {
             Ok(addrs) => {
                 for a in addrs {
-                    if let std::net::IpAddr::V4(v4) = a.ip() {
-                        if !v4.is_loopback() && !out.contains(&v4) {
-                            out.push(v4);
-                        }
+                    if let std::net::IpAddr::V4(v4) = a.ip()
+                        && !v4.is_loopback()
+                        && !out.contains(&v4)
+                    {
+                        out.push(v4);
                     }
                 }
             }

@@ -68,17 +68,17 @@ async fn deliver(
             return (code, r.message);
         }
     };
-    if let Some(id) = hook.delivery_id(&headers) {
-        if let Ok(mut seen) = s.seen.lock() {
-            if !seen.0.insert(id.clone()) {
-                return (StatusCode::OK, "duplicate delivery".into());
-            }
-            seen.1.push_back(id);
-            if seen.1.len() > REMEMBERED_DELIVERIES {
-                if let Some(old) = seen.1.pop_front() {
-                    seen.0.remove(&old);
-                }
-            }
+    if let Some(id) = hook.delivery_id(&headers)
+        && let Ok(mut seen) = s.seen.lock()
+    {
+        if !seen.0.insert(id.clone()) {
+            return (StatusCode::OK, "duplicate delivery".into());
+        }
+        seen.1.push_back(id);
+        if seen.1.len() > REMEMBERED_DELIVERIES
+            && let Some(old) = seen.1.pop_front()
+        {
+            seen.0.remove(&old);
         }
     }
     match outcome {

@@ -42,21 +42,11 @@ fn refused(s: &tonic::Status) -> u8 {
 
 /// A secret from stdin: its first line. On a terminal, asked for without echo.
 fn read_secret(provider: &str) -> Option<String> {
-    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     let stdin = std::io::stdin();
     let mut line = String::new();
     if stdin.is_terminal() {
         let _ = write!(std::io::stderr(), "token for {provider}: ");
-        let saved = tcgetattr(&stdin).ok();
-        if let Some(t) = &saved {
-            let mut quiet = t.clone();
-            quiet.local_flags.remove(LocalFlags::ECHO);
-            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
-        }
-        let read = stdin.read_line(&mut line);
-        if let Some(t) = &saved {
-            let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
-        }
+        let read = without_echo(|| stdin.read_line(&mut line));
         err!("");
         read.ok()?;
     } else {
@@ -64,6 +54,45 @@ fn read_secret(provider: &str) -> Option<String> {
     }
     let secret = line.trim_end_matches(['\r', '\n']).to_string();
     (!secret.is_empty()).then_some(secret)
+}
+
+/// Runs `f` with the terminal's echo off (a secret typed is not shown).
+#[cfg(unix)]
+fn without_echo<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).ok();
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+    }
+    let r = f();
+    if let Some(t) = &saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
+    }
+    r
+}
+
+/// Runs `f` with the console's echo off (a secret typed is not shown).
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn without_echo<T>(f: impl FnOnce() -> T) -> T {
+    use windows_sys::Win32::System::Console::{
+        ENABLE_ECHO_INPUT, GetConsoleMode, GetStdHandle, STD_INPUT_HANDLE, SetConsoleMode,
+    };
+    // SAFETY: the standard input handle of this process, and a mode word on the stack.
+    unsafe {
+        let h = GetStdHandle(STD_INPUT_HANDLE);
+        let mut mode = 0;
+        if GetConsoleMode(h, &mut mode) == 0 {
+            return f();
+        }
+        SetConsoleMode(h, mode & !ENABLE_ECHO_INPUT);
+        let r = f();
+        SetConsoleMode(h, mode);
+        r
+    }
 }
 
 impl Ctl {
@@ -146,7 +175,7 @@ impl Ctl {
                     }
                     // The stream ends as the daemon goes; it then stops containerd and closes its socket.
                     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-                    while tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
+                    while ephemerd_proto::connect(&self.socket).await.is_ok() {
                         if std::time::Instant::now() > deadline {
                             err!("ephemerd: the daemon stopped its events but still answers after a minute");
                             return Ok(EXIT_FAILURE);

@@ -379,10 +379,10 @@ pub fn text(checks: &[Check], style: Style) -> String {
         };
         let mark = if style.color { format!("\x1b[{code}m{mark}\x1b[0m") } else { mark.to_string() };
         out.push_str(&format!("{mark}  {:<width$}  {}\n", c.name, c.detail));
-        if let Some(f) = &c.fix {
-            if c.level != Level::Ok {
-                out.push_str(&format!("      {:<width$}  fix: {f}\n", ""));
-            }
+        if let Some(f) = &c.fix
+            && c.level != Level::Ok
+        {
+            out.push_str(&format!("      {:<width$}  fix: {f}\n", ""));
         }
     }
     out

@@ -206,19 +206,19 @@ struct LogCursor {
 
 /// Prints whatever the log gained since `cur`.
 fn print_new(path: &Path, cur: &mut LogCursor, r: &mut Renderer, last: bool) {
-    if let Ok(mut f) = std::fs::File::open(path) {
-        if f.seek(SeekFrom::Start(cur.offset)).is_ok() {
-            let mut buf = Vec::new();
-            if let Ok(n) = f.read_to_end(&mut buf) {
-                cur.offset += n as u64;
-                let mut text = r.feed(&buf);
-                if last {
-                    text.push_str(&r.finish());
-                }
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(text.as_bytes());
-                let _ = out.flush();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(cur.offset)).is_ok()
+    {
+        let mut buf = Vec::new();
+        if let Ok(n) = f.read_to_end(&mut buf) {
+            cur.offset += n as u64;
+            let mut text = r.feed(&buf);
+            if last {
+                text.push_str(&r.finish());
             }
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
         }
     }
 }

@@ -121,10 +121,10 @@ pub async fn serve(
         Ok::<_, anyhow::Error>(code?)
     }
     .await;
-    if let Some(w) = worker {
-        if let Err(e) = w.stop().await {
-            tracing::warn!(error = %e, "cannot stop the worker cleanly; the next start removes what is left");
-        }
+    if let Some(w) = worker
+        && let Err(e) = w.stop().await
+    {
+        tracing::warn!(error = %e, "cannot stop the worker cleanly; the next start removes what is left");
     }
     session.stop().await;
     result

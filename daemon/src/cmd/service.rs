@@ -19,7 +19,7 @@ pub fn run(
     json_out: bool,
 ) -> anyhow::Result<u8> {
     let root_needed = |root: &Path| -> anyhow::Result<()> {
-        if root == Path::new("/") && !nix::unistd::geteuid().is_root() {
+        if root == Path::new("/") && !ephemerd::platform::is_root() {
             return Err(ServiceError::NotRoot.into());
         }
         Ok(())

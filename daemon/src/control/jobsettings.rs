@@ -61,7 +61,9 @@ pub fn check_image(field: &'static str, image: &str) -> Result<String, ControlEr
     if image.is_empty() {
         return Err(invalid(field, "name an image, e.g. debian:bookworm or ghcr.io/owner/ci:latest"));
     }
-    crate::runtime::containerd::image::normalize(image).map_err(|e| invalid(field, e.to_string()))?;
+    image
+        .parse::<oci_client::Reference>()
+        .map_err(|e| invalid(field, format!("invalid image reference `{image}`: {e}")))?;
     Ok(image.to_string())
 }
 

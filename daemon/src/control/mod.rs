@@ -14,5 +14,6 @@ pub mod live;
 pub mod pipe;
 pub mod server;
 mod settings;
+#[cfg(unix)]
 pub mod socket;
 mod testjob;

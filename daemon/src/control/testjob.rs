@@ -10,7 +10,7 @@ use tracing::Instrument;
 use ephemerd_proto::v1;
 
 use crate::config::Config;
-use crate::runtime::new_job_id;
+use crate::target::new_job_id;
 use crate::target::{LaunchSpec, Target, launch};
 
 /// How long the test job may take once its image is there.

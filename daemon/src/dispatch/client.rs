@@ -17,8 +17,8 @@ use tonic::transport::Channel;
 use super::VERSION;
 use super::auth::{Bearer, Token};
 use crate::platform::DataDirs;
-use crate::runtime::{Exit, Reconciled};
 use crate::store::Store;
+use crate::target::{Exit, Reconciled};
 use crate::target::{LaunchSpec, ProgressFn, Target, TargetError};
 
 type Client = DispatchClient<InterceptedService<Channel, Bearer>>;
@@ -134,7 +134,7 @@ impl Target for RemoteTarget {
             if !p.name.is_empty() {
                 return Ok(p.name);
             }
-            progress(crate::runtime::containerd::Progress { done: p.done, total: p.total });
+            progress(crate::target::Progress { done: p.done, total: p.total });
         }
         Err(TargetError::Worker {
             addr: self.addr.clone(),

@@ -8,6 +8,8 @@
 
 pub mod auth;
 pub mod client;
+/// The worker side runs in a Linux worker only.
+#[cfg(target_os = "linux")]
 pub mod server;
 
 pub use client::RemoteTarget;

@@ -200,10 +200,10 @@ impl Dispatch for Worker {
             let mut offset = r.offset;
             loop {
                 let mut buf = Vec::new();
-                if let Ok(mut f) = tokio::fs::File::open(&path).await {
-                    if f.seek(std::io::SeekFrom::Start(offset)).await.is_ok() {
-                        let _ = f.take(1 << 20).read_to_end(&mut buf).await;
-                    }
+                if let Ok(mut f) = tokio::fs::File::open(&path).await
+                    && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+                {
+                    let _ = f.take(1 << 20).read_to_end(&mut buf).await;
                 }
                 offset += buf.len() as u64;
                 let more = buf.len() == 1 << 20;

@@ -49,10 +49,10 @@ impl SearchPath {
 
     fn all_dirs(&self) -> Vec<PathBuf> {
         let mut all = self.dirs.clone();
-        if self.use_env_path {
-            if let Some(p) = std::env::var_os("PATH") {
-                all.extend(std::env::split_paths(&p));
-            }
+        if self.use_env_path
+            && let Some(p) = std::env::var_os("PATH")
+        {
+            all.extend(std::env::split_paths(&p));
         }
         all
     }

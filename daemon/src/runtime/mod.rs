@@ -4,7 +4,8 @@
 
 pub mod binaries;
 pub mod containerd;
-pub mod instance;
+/// The instance (`crate::instance`), where the runtime has always named it.
+pub use crate::instance;
 pub mod network;
 
 use std::collections::HashSet;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tracing::{debug, info, warn};
+
+pub use crate::target::{Exit, Reconciled, new_job_id};
 
 use crate::config::{Config, Ipv4Net, Limits};
 use crate::platform::DataDirs;
@@ -71,31 +74,6 @@ pub struct JobSpec {
     pub endpoints: Vec<std::net::Ipv4Addr>,
 }
 
-/// How a job's process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
-    pub code: u32,
-    pub oom_killed: bool,
-}
-
-/// What reconciliation removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Reconciled {
-    pub jobs: Vec<String>,
-    pub containers: usize,
-    pub snapshots: usize,
-    pub netns: usize,
-    pub leases: usize,
-    pub firewall: usize,
-    pub dirs: usize,
-}
-
-impl Reconciled {
-    pub fn is_empty(&self) -> bool {
-        *self == Reconciled::default()
-    }
-}
-
 pub struct Runtime {
     dirs: DataDirs,
     ctr: Containerd,
@@ -116,11 +94,6 @@ pub struct Runtime {
     remapping: tokio::sync::Mutex<()>,
     /// Each created job's own process (OCI JSON): what [`Runtime::exec`] starts more of.
     processes: std::sync::Mutex<std::collections::HashMap<String, Value>>,
-}
-
-/// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
-pub fn new_job_id() -> String {
-    format!("j{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 fn swap_accounting() -> bool {
@@ -148,10 +121,10 @@ impl Runtime {
             &spec::default_cap_names(),
             cfg.security.allow_nested_namespaces,
         )?;
-        if let Some(r) = &cfg.runner.dir {
-            if !r.is_dir() {
-                return Err(RuntimeError::RunnerDir(r.clone()));
-            }
+        if let Some(r) = &cfg.runner.dir
+            && !r.is_dir()
+        {
+            return Err(RuntimeError::RunnerDir(r.clone()));
         }
         let uid_base = cfg.security.user_namespace.then(|| instance.uid_base());
         let mut runner_dir = cfg.runner.dir.clone();

@@ -60,7 +60,6 @@ pub enum ServiceError {
 
 /// Carries out `steps` in order, stopping at the first failure.
 pub fn carry_out(steps: &[Step]) -> Result<(), ServiceError> {
-    use std::os::unix::fs::PermissionsExt;
     for s in steps {
         match s {
             Step::Write { path, content, mode } => {
@@ -69,7 +68,14 @@ pub fn carry_out(steps: &[Step]) -> Result<(), ServiceError> {
                     std::fs::create_dir_all(dir).map_err(err)?;
                 }
                 std::fs::write(path, content).map_err(err)?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode)).map_err(err)?;
+                #[cfg(unix)]
+                std::fs::set_permissions(
+                    path,
+                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(*mode),
+                )
+                .map_err(err)?;
+                #[cfg(not(unix))]
+                let _ = mode;
             }
             Step::Remove { path } => match std::fs::remove_file(path) {
                 Ok(()) => {}

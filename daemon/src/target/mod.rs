@@ -5,6 +5,7 @@
 //! here knows which forge, if any, asked for the job.
 
 pub mod launch;
+#[cfg(target_os = "linux")]
 pub mod local;
 
 use std::collections::HashSet;
@@ -12,19 +13,19 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::config::Limits;
-use crate::runtime::containerd::spec::Bind;
-use crate::runtime::containerd::{ImageError, Progress};
-use crate::runtime::{Exit, Reconciled, RuntimeError};
 
 pub use launch::{Job, LaunchError, Launched, launch};
+#[cfg(target_os = "linux")]
 pub use local::LocalTarget;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[cfg(target_os = "linux")]
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] crate::runtime::containerd::ImageError),
     #[error("the worker at {addr}: {call}: {message}")]
     Worker { addr: String, call: &'static str, message: String },
     #[error("{0}")]
@@ -48,7 +49,51 @@ pub struct LaunchSpec {
     pub endpoints: Vec<Ipv4Addr>,
 }
 
-/// Told how much of an image is in as it is pulled.
+/// A path of the target's machine bound into the container.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub destination: PathBuf,
+    pub readonly: bool,
+}
+
+/// How a job's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u32,
+    pub oom_killed: bool,
+}
+
+/// What reconciliation removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub jobs: Vec<String>,
+    pub containers: usize,
+    pub snapshots: usize,
+    pub netns: usize,
+    pub leases: usize,
+    pub firewall: usize,
+    pub dirs: usize,
+}
+
+impl Reconciled {
+    pub fn is_empty(&self) -> bool {
+        *self == Reconciled::default()
+    }
+}
+
+/// A fresh job id: short, unique, valid as a containerd id, CNI container id and hostname.
+pub fn new_job_id() -> String {
+    format!("j{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Progress of a pull or import: bytes of blobs done out of the total known so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
 pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
 
 /// Runs jobs' containers. Every call is about one job, by the id the caller chose; a job is journalled

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use super::{Host, HostError};
 use crate::dispatch::RemoteTarget;
 use crate::platform::DataDirs;
-use crate::runtime::{Exit, Reconciled};
 use crate::store::Store;
+use crate::target::{Exit, Reconciled};
 use crate::target::{LaunchSpec, ProgressFn, Target, TargetError};
 
 struct Boot {

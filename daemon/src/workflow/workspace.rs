@@ -18,10 +18,10 @@ pub fn repo_root(file: &Path) -> PathBuf {
         dir = d.parent();
     }
     let parent = abs.parent().unwrap_or(Path::new("/"));
-    if parent.ends_with(".github/workflows") {
-        if let Some(root) = parent.parent().and_then(Path::parent) {
-            return root.to_path_buf();
-        }
+    if parent.ends_with(".github/workflows")
+        && let Some(root) = parent.parent().and_then(Path::parent)
+    {
+        return root.to_path_buf();
     }
     parent.to_path_buf()
 }
@@ -82,7 +82,10 @@ pub fn copy_repository(root: &Path, dst: &Path, skip: &[PathBuf]) -> io::Result<
 fn copy_entry(src: &Path, to: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(src)?;
-        std::os::unix::fs::symlink(target, to)
+        #[cfg(unix)]
+        return std::os::unix::fs::symlink(target, to);
+        #[cfg(windows)]
+        return std::os::windows::fs::symlink_file(target, to);
     } else if meta.is_file() {
         std::fs::copy(src, to).map(drop)
     } else {

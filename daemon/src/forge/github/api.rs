@@ -219,11 +219,11 @@ impl Api {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
-        if let (Some(remaining), Some(reset)) = (h("x-ratelimit-remaining"), h("x-ratelimit-reset")) {
-            if let Ok(mut r) = self.rate.lock() {
-                let reset = UNIX_EPOCH + Duration::from_secs(reset.max(0) as u64);
-                *r = Some(crate::forge::RateLimit { remaining, reset });
-            }
+        if let (Some(remaining), Some(reset)) = (h("x-ratelimit-remaining"), h("x-ratelimit-reset"))
+            && let Ok(mut r) = self.rate.lock()
+        {
+            let reset = UNIX_EPOCH + Duration::from_secs(reset.max(0) as u64);
+            *r = Some(crate::forge::RateLimit { remaining, reset });
         }
         let text = self.crab.body_to_string(r).await.map_err(|e| self.transport(what, e))?;
         Ok((status, headers, text))
@@ -239,10 +239,10 @@ impl Api {
             })
         });
         let mut headers = HeaderMap::new();
-        if let Some(c) = &cached {
-            if let Ok(v) = c.etag.parse() {
-                headers.insert(IF_NONE_MATCH, v);
-            }
+        if let Some(c) = &cached
+            && let Ok(v) = c.etag.parse()
+        {
+            headers.insert(IF_NONE_MATCH, v);
         }
         let r = self.crab._get_with_headers(url.as_str(), Some(headers)).await.map_err(|e| self.transport(what, e))?;
         let (status, headers, text) = self.read(what, r).await?;
@@ -262,14 +262,14 @@ impl Api {
                     message: format!("not JSON: {e}"),
                 })?;
                 let next = next_link(&headers);
-                if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) {
-                    if let Ok(mut m) = self.etags.lock() {
-                        if m.len() >= ETAG_ENTRIES {
-                            m.retain(|_, c| c.used.elapsed() < ETAG_IDLE);
-                        }
-                        let used = std::time::Instant::now();
-                        m.insert(url, Cached { etag: etag.to_string(), body: body.clone(), next: next.clone(), used });
+                if let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok())
+                    && let Ok(mut m) = self.etags.lock()
+                {
+                    if m.len() >= ETAG_ENTRIES {
+                        m.retain(|_, c| c.used.elapsed() < ETAG_IDLE);
                     }
+                    let used = std::time::Instant::now();
+                    m.insert(url, Cached { etag: etag.to_string(), body: body.clone(), next: next.clone(), used });
                 }
                 Ok(Got { body, next, not_modified: false })
             }

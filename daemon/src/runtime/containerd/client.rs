@@ -116,10 +116,10 @@ impl Containerd {
 
     pub async fn delete_lease(&self, id: &str) {
         let r = self.leases().delete(self.req(LeaseDelete { id: id.to_string(), sync: false })).await;
-        if let Err(s) = r {
-            if s.code() != tonic::Code::NotFound {
-                tracing::warn!(lease = id, error = %status_message(&s), "cannot delete lease");
-            }
+        if let Err(s) = r
+            && s.code() != tonic::Code::NotFound
+        {
+            tracing::warn!(lease = id, error = %status_message(&s), "cannot delete lease");
         }
     }
 }

@@ -68,14 +68,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Progress of a pull or import: bytes of blobs done out of the total known so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub done: u64,
-    pub total: u64,
-}
-
-pub type ProgressFn = dyn Fn(Progress) + Send + Sync;
+pub use crate::target::{Progress, ProgressFn};
 
 /// An image ready to run: its name, config and the chain id of its unpacked top layer.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use super::client::{Containerd, CtrError, SNAPSHOTTER};
 use super::{Image, content};
 
 /// How many ids the job's user namespace maps (0..65536 inside).
-pub const RANGE: u32 = 65_536;
+pub const RANGE: u32 = crate::instance::UID_RANGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemapError {

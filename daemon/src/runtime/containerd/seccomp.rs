@@ -215,10 +215,10 @@ pub fn convert(text: &str, rust_arch: &str, kernel: &str, caps: &[String]) -> Re
         if !inc.arches.is_empty() && !inc.arches.iter().any(|a| a == arch) {
             continue;
         }
-        if let Some(min) = &inc.min_kernel {
-            if !kernel_at_least(kernel, min) {
-                continue;
-            }
+        if let Some(min) = &inc.min_kernel
+            && !kernel_at_least(kernel, min)
+        {
+            continue;
         }
         let exc = &r.excludes;
         if exc.caps.iter().any(has_cap) || exc.arches.iter().any(|a| a == arch) {

@@ -52,13 +52,7 @@ pub fn default_cap_names() -> Vec<String> {
     DEFAULT_CAPS.iter().map(|c| format!("CAP_{}", c.to_string().trim_start_matches("CAP_"))).collect()
 }
 
-/// A host path bound into the container.
-#[derive(Debug, Clone)]
-pub struct Bind {
-    pub source: PathBuf,
-    pub destination: PathBuf,
-    pub readonly: bool,
-}
+pub use crate::target::Bind;
 
 /// A shared read-only tree with a per-job writable layer on top.
 #[derive(Debug, Clone)]
@@ -223,10 +217,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     .into_iter()
     .map(|t| {
         let mut b = LinuxNamespaceBuilder::default().typ(t);
-        if t == LinuxNamespaceType::Network {
-            if let Some(p) = &input.netns {
-                b = b.path(p.clone());
-            }
+        if t == LinuxNamespaceType::Network
+            && let Some(p) = &input.netns
+        {
+            b = b.path(p.clone());
         }
         b.build().map_err(build_err)
     })

@@ -55,10 +55,10 @@ impl Binaries {
     fn child_path(&self) -> std::ffi::OsString {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for b in [&self.shim, &self.runc, &self.containerd] {
-            if let Some(d) = b.parent() {
-                if !dirs.iter().any(|x| x == d) {
-                    dirs.push(d.to_path_buf());
-                }
+            if let Some(d) = b.parent()
+                && !dirs.iter().any(|x| x == d)
+            {
+                dirs.push(d.to_path_buf());
             }
         }
         if let Some(p) = std::env::var_os("PATH") {

@@ -204,10 +204,10 @@ impl Firewall {
         let prefix = self.instance.tag_prefix();
         let mut ids: Vec<String> = Vec::new();
         for w in ipt(&["-S"]).await?.split_whitespace() {
-            if let Some(id) = w.trim_matches('"').strip_prefix(&prefix) {
-                if !ids.iter().any(|x| x == id) {
-                    ids.push(id.to_string());
-                }
+            if let Some(id) = w.trim_matches('"').strip_prefix(&prefix)
+                && !ids.iter().any(|x| x == id)
+            {
+                ids.push(id.to_string());
             }
         }
         Ok(ids)

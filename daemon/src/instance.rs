@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::platform::DataDirs;
 
+/// The ids of one instance's user-namespace range.
+pub const UID_RANGE: u32 = 65_536;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     id: String,
@@ -71,7 +74,7 @@ impl Instance {
     /// range per instance (by its id), far above the ids of users and of /etc/subuid's usual ranges.
     pub fn uid_base(&self) -> u32 {
         let slot = u32::from_str_radix(&self.id, 16).unwrap_or(0) % 1024;
-        (1 << 30) + slot * crate::runtime::containerd::remap::RANGE
+        (1 << 30) + slot * UID_RANGE
     }
 
     /// The cgroup parent's directory in every mounted hierarchy (v1: one per controller; v2: one).
@@ -91,10 +94,10 @@ impl Instance {
     /// holds a job's cgroup stays.
     pub fn remove_cgroup_parents(&self) {
         for dir in self.cgroup_parent_dirs() {
-            if let Err(e) = std::fs::remove_dir(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::debug!(dir = %dir.display(), error = %e, "cgroup parent kept");
-                }
+            if let Err(e) = std::fs::remove_dir(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::debug!(dir = %dir.display(), error = %e, "cgroup parent kept");
             }
         }
     }
@@ -135,7 +138,7 @@ mod tests {
         assert!(!b.job_tag("j1").starts_with(&a.tag_prefix()));
         assert!(a.owns_alias(&a.bridge_alias()) && !b.owns_alias(&a.bridge_alias()));
         assert!(!a.owns_alias("") && !a.owns_alias("something else"));
-        assert!(a.uid_base() >= 1 << 30 && a.uid_base() % 65536 == 0);
+        assert!(a.uid_base() >= 1 << 30 && a.uid_base().is_multiple_of(65536));
         assert!(a.uid_base().checked_add(65536 * 1024).is_some());
         let long = Instance::at(&PathBuf::from(format!("/{}", "é".repeat(300))));
         assert!(long.bridge_alias().len() <= 255 && long.owns_alias(&long.bridge_alias()));

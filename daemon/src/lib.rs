@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod forge;
 pub mod history;
 pub mod instance;
+pub mod job;
 pub mod platform;
 pub mod runner;
 /// Containers on this machine's containerd: Linux only (elsewhere jobs run in a Linux worker).

@@ -14,6 +14,7 @@ use crate::config::{Config, Limits, ProfileConfig};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
 use crate::forge::build::{ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
+use crate::job::Phase;
 use crate::platform::DataDirs;
 use crate::scheduler::labels::{Profile, base_labels, github_platform_labels, route};
 use crate::scheduler::machine::{Action, Event, JobKey, Machine, Mode, Settings, StopReason};
@@ -165,16 +166,16 @@ impl Serve {
         let store = &self.store;
         for rec in store.unfinished_forge_jobs()? {
             // A job that ended before the crash keeps its outcome; one cut short is closed as abandoned.
-            if !matches!(rec.phase.as_str(), "finished" | "failed") {
+            if !rec.phase.has_outcome() {
                 store.forge_job_outcome(
                     &rec.provider,
                     rec.forge_job_id,
                     None,
                     Some("abandoned: ephemerd restarted"),
                 )?;
-                store.forge_job_phase(&rec.provider, rec.forge_job_id, "failed")?;
+                store.forge_job_phase(&rec.provider, rec.forge_job_id, Phase::Failed)?;
             }
-            store.forge_job_phase(&rec.provider, rec.forge_job_id, "cleaned")?;
+            store.forge_job_phase(&rec.provider, rec.forge_job_id, Phase::Cleaned)?;
         }
         crate::history::prune(store, &self.dirs, &self.cfg.history);
         for p in &self.current() {
@@ -287,7 +288,7 @@ impl Serve {
                     Some(Msg::ClaimOk(key, claim)) => {
                         if let Some(t) = tracked.get_mut(&key) {
                             let _ = self.store.forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope);
-                            let _ = self.store.forge_job_phase(&key.provider, key.forge_job_id, "claimed");
+                            let _ = self.store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Claimed);
                             t.claim = Some(claim);
                         }
                         Event::Claimed(key)
@@ -419,7 +420,7 @@ impl Serve {
                 let gone = Some("gone: taken elsewhere or cancelled");
                 let _ = store.forge_job_outcome(&key.provider, key.forge_job_id, None, gone);
             }
-            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned);
             false
         });
     }
@@ -444,7 +445,7 @@ impl Serve {
         crate::history::prune(&self.store, &self.dirs, &self.cfg.history);
         let live: std::collections::HashSet<String> = tracked
             .iter()
-            .filter(|(k, _)| m.phase(k).is_some_and(|p| p != crate::scheduler::machine::Phase::Cleaned))
+            .filter(|(k, _)| m.phase(k).is_some_and(|p| p != Phase::Cleaned))
             .map(|(_, t)| t.runner_name.clone())
             .collect();
         for p in self.current() {
@@ -483,10 +484,7 @@ impl Serve {
             out.extend(self.seen(&p, job, tracked));
         }
         for (key, t) in tracked.iter() {
-            if t.provider.name() == p.name()
-                && !still_queued.contains(key)
-                && m.phase(key) == Some(crate::scheduler::machine::Phase::Queued)
-            {
+            if t.provider.name() == p.name() && !still_queued.contains(key) && m.phase(key) == Some(Phase::Queued) {
                 out.push(Event::Gone(key.clone()));
             }
         }
@@ -564,7 +562,7 @@ impl Serve {
                                     warn!(error = %e, "cannot register a runner");
                                     if e.retryable() {
                                         // Claimed again later: queued until then, in the journal too.
-                                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "queued");
+                                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Queued);
                                     }
                                     let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: e.retryable() }));
                                 }
@@ -630,7 +628,7 @@ impl Serve {
                                     }
                                 }
                             }
-                            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, "cleaned");
+                            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned);
                             let _ = tx.send(Msg::Machine(Event::Cleaned(key)));
                             // After the slot is free: the history learns how the job ended.
                             if claim.is_some() {
@@ -720,7 +718,7 @@ async fn run_job(
     let setup = |job: &crate::target::Job| {
         store
             .forge_job_runtime(&key.provider, key.forge_job_id, &job.id, &job.image)
-            .and_then(|()| store.forge_job_phase(&key.provider, key.forge_job_id, "starting"))
+            .and_then(|()| store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Starting))
             .map_err(|e| format!("cannot record the job: {e}"))?;
         Ok(spec)
     };
@@ -728,7 +726,7 @@ async fn run_job(
     let body = |job: crate::target::Job| async move {
         let (store, key, tx) = (body_store, body_key, body_tx);
         info!(container = %job.id, "runner started");
-        if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, "running") {
+        if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Running) {
             warn!(error = %e, "cannot journal the job's phase");
         }
         let _ = tx.send(Msg::Machine(Event::Started(key.clone())));
@@ -769,7 +767,7 @@ async fn run_job(
             false
         }
     };
-    let phase = if success { "finished" } else { "failed" };
+    let phase = if success { Phase::Finished } else { Phase::Failed };
     if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, phase) {
         warn!(error = %e, "cannot journal the job's phase");
     }

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use crate::job::Phase;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("journal {path}: {source}")]
@@ -111,7 +113,7 @@ pub struct Store {
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     /// Phases to keep; empty keeps all.
-    pub phases: Vec<String>,
+    pub phases: Vec<Phase>,
     pub provider: Option<String>,
     pub repo: Option<String>,
     /// Only jobs not yet cleaned up (queued, running, or ending).
@@ -297,7 +299,7 @@ pub struct ForgeJobRecord {
     pub name: String,
     pub labels: Vec<String>,
     pub html_url: Option<String>,
-    pub phase: String,
+    pub phase: Phase,
     pub runner_name: Option<String>,
     pub runner_id: Option<u64>,
     pub scope: Option<String>,
@@ -367,11 +369,11 @@ impl Store {
     /// Moves a job to `phase`, stamping the time for the phases that have one. `cleaned` stamps
     /// `cleaned_at` and keeps a finished or failed phase (the outcome stays in the history); a job cleaned
     /// before it ran (it went elsewhere, or was never picked up) ends in phase `cleaned`.
-    pub fn forge_job_phase(&self, provider: &str, id: u64, phase: &str) -> Result<(), StoreError> {
+    pub fn forge_job_phase(&self, provider: &str, id: u64, phase: Phase) -> Result<(), StoreError> {
         let stamp = match phase {
-            "claimed" => Some("claimed_at"),
-            "running" => Some("started_at"),
-            "finished" | "failed" => Some("finished_at"),
+            Phase::Claimed => Some("claimed_at"),
+            Phase::Running => Some("started_at"),
+            Phase::Finished | Phase::Failed => Some("finished_at"),
             _ => None,
         };
         self.with(|c| {
@@ -379,13 +381,13 @@ impl Store {
                 Some(col) => format!(
                     "UPDATE forge_jobs SET phase = ?3, {col} = COALESCE({col}, ?4) WHERE provider = ?1 AND forge_job_id = ?2"
                 ),
-                None if phase == "cleaned" => "UPDATE forge_jobs SET cleaned_at = COALESCE(cleaned_at, ?4),
+                None if phase == Phase::Cleaned => "UPDATE forge_jobs SET cleaned_at = COALESCE(cleaned_at, ?4),
                     phase = CASE WHEN phase IN ('finished', 'failed') THEN phase ELSE ?3 END
                     WHERE provider = ?1 AND forge_job_id = ?2"
                     .into(),
                 None => "UPDATE forge_jobs SET phase = ?3 WHERE provider = ?1 AND forge_job_id = ?2 AND ?4 = ?4".into(),
             };
-            c.execute(&sql, params![provider, id as i64, phase, now()]).map(drop)
+            c.execute(&sql, params![provider, id as i64, phase.as_str(), now()]).map(drop)
         })?;
         self.notify(provider, id);
         Ok(())
@@ -490,7 +492,7 @@ impl Store {
                 .phases
                 .iter()
                 .map(|p| {
-                    args.push(p.clone().into());
+                    args.push(p.as_str().to_string().into());
                     format!("?{}", args.len())
                 })
                 .collect();
@@ -584,6 +586,15 @@ fn select_forge_job(c: &Connection, provider: &str, id: u64) -> rusqlite::Result
     .optional()
 }
 
+/// A phase is kept as its text; any other text in the column is an error that names it.
+impl rusqlite::types::FromSql for Phase {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = v.as_str()?;
+        Phase::parse(text)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(format!("unknown job phase `{text}`").into()))
+    }
+}
+
 fn row_to_forge_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<ForgeJobRecord> {
     let labels: String = r.get(6)?;
     Ok(ForgeJobRecord {
@@ -665,20 +676,20 @@ mod tests {
         let labels = vec!["self-hosted".to_string(), "linux".to_string()];
         s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "build", &labels, Some("https://x/7")).unwrap();
         s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "renamed", &labels, None).unwrap();
-        s.forge_job_phase("github:o", 7, "claimed").unwrap();
+        s.forge_job_phase("github:o", 7, Phase::Claimed).unwrap();
         s.forge_job_claimed("github:o", 7, "ephemerd-h-j1", 99, "o/r").unwrap();
         s.forge_job_runtime("github:o", 7, "j1", "img").unwrap();
-        s.forge_job_phase("github:o", 7, "running").unwrap();
-        s.forge_job_phase("github:o", 7, "finished").unwrap();
+        s.forge_job_phase("github:o", 7, Phase::Running).unwrap();
+        s.forge_job_phase("github:o", 7, Phase::Finished).unwrap();
         s.forge_job_outcome("github:o", 7, Some(0), Some("success")).unwrap();
         let r = s.forge_job("github:o", 7).unwrap().unwrap();
         assert_eq!(r.name, "build", "a second report changes nothing");
         assert_eq!(r.labels, labels);
         assert_eq!((r.runner_id, r.scope.as_deref(), r.runtime_id.as_deref()), (Some(99), Some("o/r"), Some("j1")));
         assert!(r.claimed_at.is_some() && r.started_at.is_some() && r.finished_at.is_some());
-        assert_eq!((r.exit_code, r.conclusion.as_deref(), r.phase.as_str()), (Some(0), Some("success"), "finished"));
+        assert_eq!((r.exit_code, r.conclusion.as_deref(), r.phase), (Some(0), Some("success"), Phase::Finished));
         assert_eq!(s.unfinished_forge_jobs().unwrap().len(), 1);
-        s.forge_job_phase("github:o", 7, "cleaned").unwrap();
+        s.forge_job_phase("github:o", 7, Phase::Cleaned).unwrap();
         assert!(s.unfinished_forge_jobs().unwrap().is_empty());
         assert_eq!(s.forge_jobs().unwrap().len(), 1);
         assert_eq!(s.state("mode").unwrap(), None);
@@ -688,22 +699,22 @@ mod tests {
         s.forge_job_claiming("github:o", 8, "ephemerd-h-j2").unwrap();
         assert_eq!(s.forge_job("github:o", 8).unwrap().unwrap().runner_name.as_deref(), Some("ephemerd-h-j2"));
         s.forge_job_outcome("github:o", 8, None, Some("abandoned: ephemerd restarted")).unwrap();
-        s.forge_job_phase("github:o", 8, "failed").unwrap();
-        s.forge_job_phase("github:o", 8, "cleaned").unwrap();
+        s.forge_job_phase("github:o", 8, Phase::Failed).unwrap();
+        s.forge_job_phase("github:o", 8, Phase::Cleaned).unwrap();
         s.forge_job_seen("github:o", 8, 80, "o/r", "CI", "test", &labels, None).unwrap();
         let r = s.forge_job("github:o", 8).unwrap().unwrap();
-        assert_eq!((r.phase.as_str(), r.conclusion, r.runner_name, r.finished_at), ("queued", None, None, None));
+        assert_eq!((r.phase, r.conclusion, r.runner_name, r.finished_at), (Phase::Queued, None, None, None));
         // A job that really finished is never reopened.
         s.forge_job_seen("github:o", 7, 70, "o/r", "CI", "build", &labels, None).unwrap();
         let r = s.forge_job("github:o", 7).unwrap().unwrap();
-        assert_eq!((r.phase.as_str(), r.cleaned_at.is_some()), ("finished", true), "the outcome stays");
+        assert_eq!((r.phase, r.cleaned_at.is_some()), (Phase::Finished, true), "the outcome stays");
 
         // History is pruned by age and by count; unfinished jobs are never pruned.
         for n in 20..25u64 {
             s.forge_job_seen("github:o", n, n, "o/r", "CI", "old", &labels, None).unwrap();
             s.forge_job_runtime("github:o", n, &format!("rt{n}"), "img").unwrap();
-            s.forge_job_phase("github:o", n, "finished").unwrap();
-            s.forge_job_phase("github:o", n, "cleaned").unwrap();
+            s.forge_job_phase("github:o", n, Phase::Finished).unwrap();
+            s.forge_job_phase("github:o", n, Phase::Cleaned).unwrap();
         }
         s.forge_job_seen("github:o", 30, 30, "o/r", "CI", "live", &labels, None).unwrap();
         let far_future = now() + 1_000_000;

@@ -171,7 +171,7 @@ pub fn finish_onboarding(core: State<'_, Arc<Core>>) -> Res<AppState> {
 
 #[tauri::command]
 pub fn set_start_at_login<R: Runtime>(app: AppHandle<R>, core: State<'_, Arc<Core>>, enabled: bool) -> Res<AppState> {
-    crate::shell::set_autostart(&app, enabled)?;
+    crate::desktop::set_autostart(&app, enabled)?;
     core.set_start_at_login_seen(enabled);
     Ok(core.state())
 }
@@ -199,7 +199,7 @@ pub fn open_url<R: Runtime>(app: AppHandle<R>, url: String) -> Res<()> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(UiError::invalid(format!("`{url}` is not a web address.")));
     }
-    crate::shell::open_url(&app, &url)
+    crate::desktop::open_url(&app, &url)
 }
 
 /// Every command, for `Builder::invoke_handler` (the real app and the mock-runtime tests).

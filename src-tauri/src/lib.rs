@@ -6,10 +6,12 @@
 //! `errors` (failures as `{code, message}` in words), `dto` (what crosses the IPC bridge), `paths`,
 //! `settings` (the app's own, never a secret) and `elevate` (the OS's admin prompt as a command line).
 //! Live: `daemon` carries out the supervisor's actions and follows the daemon's events; `commands` are
-//! what the UI invokes; `shell` is the Tauri app (plugins, tray, window).
+//! what the UI invokes; `desktop` is start at login and opening links; `shell` is the Tauri app (plugins,
+//! tray, window).
 
 pub mod commands;
 pub mod daemon;
+pub mod desktop;
 pub mod dto;
 pub mod elevate;
 pub mod errors;

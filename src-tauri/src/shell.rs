@@ -11,7 +11,6 @@ use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime, WebviewUrl, WebviewW
 
 use crate::daemon::{Core, Ui};
 use crate::dto::{AppState, Job};
-use crate::errors::UiError;
 use crate::supervisor::Event;
 use crate::tray::{Icon, ItemId, Tray};
 
@@ -105,22 +104,6 @@ pub fn open_window<R: Runtime>(app: &AppHandle<R>, route: &str) {
     }
 }
 
-pub fn set_autostart<R: Runtime>(app: &AppHandle<R>, on: bool) -> Result<(), UiError> {
-    let Some(m) = app.try_state::<tauri_plugin_autostart::AutoLaunchManager>() else {
-        return Err(UiError::new("not_implemented", "Start at login is not available here."));
-    };
-    let r = if on { m.enable() } else { m.disable() };
-    r.map_err(|e| UiError::internal(format!("cannot change start at login: {e}")))
-}
-
-pub fn open_url<R: Runtime>(app: &AppHandle<R>, url: &str) -> Result<(), UiError> {
-    use tauri_plugin_opener::OpenerExt;
-    if app.try_state::<tauri_plugin_opener::Opener<R>>().is_none() {
-        return Err(UiError::new("not_implemented", "Opening links is not available here."));
-    }
-    app.opener().open_url(url, None::<&str>).map_err(|e| UiError::internal(format!("cannot open {url}: {e}")))
-}
-
 /// The `Ui` of the real app.
 struct TauriUi<R: Runtime> {
     app: AppHandle<R>,
@@ -205,7 +188,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, core: &Arc<Core>, key: &str) {
         "settings" => open_window(app, "#/settings"),
         "start_at_login" => {
             let on = !core.state().start_at_login;
-            match set_autostart(app, on) {
+            match crate::desktop::set_autostart(app, on) {
                 Ok(()) => core.set_start_at_login_seen(on),
                 Err(e) => tracing::warn!(error = %e.message, "start at login"),
             }

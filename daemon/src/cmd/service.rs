@@ -42,7 +42,7 @@ pub fn run(
                         Err(e) => return Err(usage(format!("config {}: {e}", path.display()))),
                     };
                     let text = ephemerd::control::forges::with_control_group(&text, group).map_err(usage)?;
-                    ephemerd::control::forges::write_config(&path, &text).map_err(usage)?;
+                    ephemerd::control::edit::write_config(&path, &text).map_err(usage)?;
                     out!("{}: the control socket is open to group {group}", path.display());
                     Some(std::fs::canonicalize(&path)?)
                 }

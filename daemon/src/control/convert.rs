@@ -6,26 +6,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ephemerd_proto::v1;
 
 use super::live::{DaemonMode, Live, ProviderHealth};
+use crate::job::Phase;
 use crate::store::ForgeJobRecord;
 
-/// The phases of the journal, as the API's states.
-pub fn state_of(phase: &str) -> v1::JobState {
+/// A job's phase as the API's state.
+pub fn state_of(phase: Phase) -> v1::JobState {
     match phase {
-        "queued" => v1::JobState::Queued,
-        "claiming" => v1::JobState::Claiming,
-        "claimed" => v1::JobState::Claimed,
-        "starting" => v1::JobState::Starting,
-        "running" => v1::JobState::JobRunning,
-        "finished" => v1::JobState::Finished,
-        "failed" => v1::JobState::Failed,
-        "cleaned" => v1::JobState::Cleaned,
-        _ => v1::JobState::Unspecified,
+        Phase::Queued => v1::JobState::Queued,
+        Phase::Claiming => v1::JobState::Claiming,
+        Phase::Claimed => v1::JobState::Claimed,
+        Phase::Starting => v1::JobState::Starting,
+        Phase::Running => v1::JobState::JobRunning,
+        Phase::Finished => v1::JobState::Finished,
+        Phase::Failed => v1::JobState::Failed,
+        Phase::Cleaned => v1::JobState::Cleaned,
     }
 }
 
-/// The journal phase of an API state (`None` for unspecified).
-pub fn phase_of(state: v1::JobState) -> Option<&'static str> {
-    (state != v1::JobState::Unspecified).then(|| state.word())
+/// The phase of an API state (`None` for unspecified).
+pub fn phase_of(state: v1::JobState) -> Option<Phase> {
+    Phase::ALL.into_iter().find(|p| state_of(*p) == state)
 }
 
 pub fn job_id(provider: &str, forge_job_id: u64) -> String {
@@ -76,7 +76,7 @@ pub fn job(r: &ForgeJobRecord) -> v1::Job {
         runner_name: r.runner_name.clone().unwrap_or_default(),
         image: r.image.clone().unwrap_or_default(),
         target: "local".into(),
-        state: state_of(&r.phase) as i32,
+        state: state_of(r.phase) as i32,
         conclusion: r.conclusion.clone().unwrap_or_default(),
         exit_code: r.exit_code,
         queued_at: Some(ts(r.queued_at)),
@@ -140,10 +140,11 @@ mod tests {
 
     #[test]
     fn phases_and_states_map_both_ways() {
-        for p in ["queued", "claiming", "claimed", "starting", "running", "finished", "failed", "cleaned"] {
+        for p in Phase::ALL {
             assert_eq!(phase_of(state_of(p)), Some(p));
+            assert_eq!(state_of(p).word(), p.as_str(), "the API's word is the journal's");
         }
-        assert_eq!(state_of("what"), v1::JobState::Unspecified);
+        assert_eq!(phase_of(v1::JobState::Unspecified), None);
     }
 
     #[test]

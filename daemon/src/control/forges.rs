@@ -8,6 +8,7 @@ use std::time::Duration;
 use ephemerd_proto::v1;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
+use super::edit::{check_image, check_labels, checked, parse, set};
 use super::errors::ControlError;
 use crate::config::Config;
 use crate::forge::Secret;
@@ -94,10 +95,10 @@ pub fn from_spec(spec: v1::ForgeSpec) -> Result<Forge, ControlError> {
         None => (None, None),
         _ => return Err(invalid("token", "give a token, or a GitHub App")),
     };
-    let labels = super::jobsettings::check_labels("labels", &spec.labels)?;
+    let labels = check_labels("labels", &spec.labels)?;
     let image = match spec.image.trim() {
         "" => None,
-        i => Some(super::jobsettings::check_image("image", i)?),
+        i => Some(check_image("image", i)?),
     };
     let webhook_secret = match (spec.webhook, spec.webhook_secret.trim()) {
         (false, _) | (true, "") => None,
@@ -119,25 +120,6 @@ fn tables(doc: &mut DocumentMut) -> Result<&mut ArrayOfTables, ControlError> {
     doc.get_mut("github").and_then(|i| i.as_array_of_tables_mut()).ok_or_else(|| {
         ControlError::InvalidConfig("`github` in the config file is not a list of [[github]] sections".into())
     })
-}
-
-/// Sets `key` in `t`, keeping the comment above the key and the spacing around its old value.
-pub(super) fn set(t: &mut Table, key: &str, v: impl Into<toml_edit::Value>) {
-    let mut v = v.into();
-    match t.get_mut(key) {
-        Some(Item::Value(old)) => {
-            *v.decor_mut() = old.decor().clone();
-            *old = v;
-        }
-        Some(other) => *other = Item::Value(v),
-        None => {
-            t.insert(key, Item::Value(v));
-        }
-    }
-}
-
-pub(super) fn parse(text: &str) -> Result<DocumentMut, ControlError> {
-    text.parse::<DocumentMut>().map_err(|e| ControlError::InvalidConfig(e.to_string().trim_end().replace('\n', " ")))
 }
 
 /// The config file's text with `g` added, or replacing the section of the same owner (keys the settings
@@ -233,30 +215,6 @@ pub fn without_forge(text: &str, owner: &str) -> Result<Option<String>, ControlE
         doc.remove("github");
     }
     checked(doc.to_string()).map(Some)
-}
-
-pub(super) fn checked(text: String) -> Result<String, ControlError> {
-    let cfg = Config::parse(&text).map_err(ControlError::InvalidConfig)?;
-    cfg.validate().map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
-    Ok(text)
-}
-
-/// Writes the config file whole or not at all (a synced temporary file renamed over it), keeping its
-/// mode; a symlinked config (a dotfile manager's) is written where the link points.
-pub fn write_config(path: &Path, text: &str) -> Result<(), ControlError> {
-    use std::io::Write;
-    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let fail = |e: std::io::Error| ControlError::InvalidConfig(format!("cannot write {}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let tmp = path.with_extension("toml.new");
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)?;
-    if let Ok(m) = std::fs::metadata(path) {
-        std::fs::set_permissions(&tmp, m.permissions()).map_err(fail)?;
-    }
-    std::fs::rename(&tmp, path).map_err(fail)
 }
 
 /// Who may save or test what. A caller that is neither root nor the daemon's own user (a member of

@@ -8,8 +8,8 @@ use std::path::Path;
 use ephemerd_proto::v1;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table};
 
+use super::edit::{check_image, check_labels, checked, invalid, parse, set};
 use super::errors::ControlError;
-use super::forges::{checked, parse, set};
 use crate::config::Config;
 
 /// The most jobs at once the window accepts (each is a container with its own limits).
@@ -49,36 +49,6 @@ pub struct Profile {
     pub name: String,
     pub labels: Vec<String>,
     pub image: Option<String>,
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ControlError {
-    ControlError::InvalidField { field, message: message.into() }
-}
-
-/// An image reference as a job would pull it (`debian:bookworm`, `ghcr.io/o/ci:1`, `localhost:5000/x`).
-pub fn check_image(field: &'static str, image: &str) -> Result<String, ControlError> {
-    let image = image.trim();
-    if image.is_empty() {
-        return Err(invalid(field, "name an image, e.g. debian:bookworm or ghcr.io/owner/ci:latest"));
-    }
-    image
-        .parse::<oci_client::Reference>()
-        .map_err(|e| invalid(field, format!("invalid image reference `{image}`: {e}")))?;
-    Ok(image.to_string())
-}
-
-/// Runner labels: trimmed, none empty, no spaces or commas, each once (GitHub compares them ignoring case).
-pub fn check_labels(field: &'static str, labels: &[String]) -> Result<Vec<String>, ControlError> {
-    let mut out: Vec<String> = Vec::new();
-    for l in labels.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
-        if l.len() > 100 || l.chars().any(|c| c.is_whitespace() || c == ',' || c.is_control()) {
-            return Err(invalid(field, format!("`{l}` is not a label (no spaces or commas, at most 100 characters)")));
-        }
-        if !out.iter().any(|x| x.eq_ignore_ascii_case(l)) {
-            out.push(l.to_string());
-        }
-    }
-    Ok(out)
 }
 
 /// Checks what the window sent.

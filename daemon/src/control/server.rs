@@ -21,7 +21,7 @@ use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
 use crate::secrets::CredentialStore;
 use crate::serve::Control;
-use crate::store::{ForgeJobRecord, JobFilter, Store};
+use crate::store::{ForgeJobRecord, JobFilter, Phase, Store};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -29,8 +29,6 @@ type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 const MAX_DRAIN_SECS: i64 = 7 * 86400;
 /// How often the data dir's size is measured again (walking it is not free).
 const DISK_EVERY: Duration = Duration::from_secs(60);
-/// Phases after which nothing more is written to a job's log.
-const ENDED: [&str; 3] = ["finished", "failed", "cleaned"];
 
 /// What the control service is built from.
 pub struct Parts {
@@ -316,7 +314,7 @@ impl ControlApi for ControlService {
                 .ok()
                 .and_then(convert::phase_of)
                 .ok_or(ControlError::InvalidField { field: "states", message: format!("unknown state {s}") })?;
-            phases.push(state.to_string());
+            phases.push(state);
         }
         let filter = JobFilter {
             phases,
@@ -413,8 +411,8 @@ impl ControlApi for ControlService {
         let id = req.into_inner().id;
         let rec = self.resolve(&id)?;
         // Only a running job has a container to stop.
-        if rec.phase != "running" {
-            return Err(ControlError::NotRunning { id, phase: rec.phase }.into());
+        if rec.phase != Phase::Running {
+            return Err(ControlError::NotRunning { id, phase: rec.phase.to_string() }.into());
         }
         self.send(Control::Kill(JobKey { provider: rec.provider.clone(), forge_job_id: rec.forge_job_id }))?;
         Ok(Response::new(v1::KillJobReply { job: Some(convert::job(&rec)) }))
@@ -581,7 +579,7 @@ async fn follow_log(
     let id = convert::job_id(&rec.provider, rec.forge_job_id);
     // A job without a container yet: wait for one (or for the job to end without one).
     while rec.runtime_id.is_none() {
-        if ENDED.contains(&rec.phase.as_str()) {
+        if rec.phase.ended() {
             let _ = tx.send(Err(ControlError::Log { id, message: "the job ended without a log".into() }.into())).await;
             return;
         }
@@ -605,12 +603,8 @@ async fn follow_log(
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // Read the phase before the file: data written before the job ended is then always read.
-        let ended = !follow
-            || store
-                .forge_job(&rec.provider, rec.forge_job_id)
-                .ok()
-                .flatten()
-                .is_none_or(|r| ENDED.contains(&r.phase.as_str()));
+        let ended =
+            !follow || store.forge_job(&rec.provider, rec.forge_job_id).ok().flatten().is_none_or(|r| r.phase.ended());
         if file.is_none() {
             file = tokio::fs::File::open(&path).await.ok();
         }

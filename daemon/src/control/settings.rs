@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use ephemerd_proto::v1;
 
 use super::errors::ControlError;
-use super::forges;
 use super::jobsettings;
 use super::server::ControlService;
+use super::{edit, forges};
 use crate::config::Config;
 use crate::forge::Provider;
 use crate::forge::build::webhook_secret_name;
@@ -96,7 +96,7 @@ impl ControlService {
             self.store(&hook_name, secret).await?;
             tracing::info!(provider = %f.name, "webhook secret stored in the OS keyring");
         }
-        forges::write_config(&path, &text)?;
+        edit::write_config(&path, &text)?;
         if !f.github.webhook {
             self.forget(&hook_name).await;
         }
@@ -139,7 +139,7 @@ impl ControlService {
         let path = self.config_file();
         let text = forges::without_forge(&Self::read_config_file(&path)?, owner)?
             .ok_or_else(|| ControlError::ProviderNotFound(format!("{name} in {}", path.display())))?;
-        forges::write_config(&path, &text)?;
+        edit::write_config(&path, &text)?;
         let credential_deleted = self.forget(&name).await;
         self.forget(&webhook_secret_name(&name)).await;
         tracing::info!(provider = %name, credential_deleted, "forge removed");
@@ -195,13 +195,13 @@ impl ControlService {
         let path = self.config_file();
         let before = Self::read_config_file(&path)?;
         let text = jobsettings::with_job_settings(&before, &checked)?;
-        forges::write_config(&path, &text)?;
+        edit::write_config(&path, &text)?;
         self.set_config_file(path.clone());
         let plan = match self.reload().await {
             Ok(plan) => plan,
             Err(e) => {
                 // Not applied (e.g. the webhook address is taken): the file goes back to what it was.
-                forges::write_config(&path, &before)?;
+                edit::write_config(&path, &before)?;
                 return Err(e);
             }
         };

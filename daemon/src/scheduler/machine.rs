@@ -15,27 +15,7 @@ pub struct JobKey {
     pub forge_job_id: u64,
 }
 
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Queued,
-    /// The provider is registering a runner.
-    Claiming,
-    Claimed,
-    /// Its container is being created and started.
-    Starting,
-    Running,
-    Finished,
-    Failed,
-    Cleaned,
-}
-
-impl Phase {
-    /// Whether the job holds a slot.
-    pub fn holds_slot(self) -> bool {
-        !matches!(self, Phase::Queued | Phase::Cleaned)
-    }
-}
+pub use crate::job::Phase;
 
 /// Why the scheduler stops a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,8 @@
 //! the scheduler's state machine decides; this module carries its actions out — register a just-in-time
 //! runner, run it in a fresh container with the runner tree mounted, wait, destroy, deregister — and journals
 //! each transition before acting on it. At start, runners of this host that no job owns are deregistered.
+//! `discovery` finds the jobs (pollers; webhooks arrive through `listen`) and reports health; `job` is one
+//! job's task from its claim to its result.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
+
+mod discovery;
+mod job;
+
+use discovery::{health_of, poller, publish};
+pub use job::resolve_endpoints;
+use job::{Launch, journal, record_conclusion, run_job, stop_container};
 
 use crate::config::{Config, Limits, ProfileConfig};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
@@ -287,8 +296,8 @@ impl Serve {
                     }
                     Some(Msg::ClaimOk(key, claim)) => {
                         if let Some(t) = tracked.get_mut(&key) {
-                            let _ = self.store.forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope);
-                            let _ = self.store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Claimed);
+                            journal("the job's runner", self.store.forge_job_claimed(&key.provider, key.forge_job_id, &claim.runner_name, claim.runner_id, &claim.scope));
+                            journal("the job's phase", self.store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Claimed));
                             t.claim = Some(claim);
                         }
                         Event::Claimed(key)
@@ -418,9 +427,9 @@ impl Serve {
             }
             if t.claim.is_none() {
                 let gone = Some("gone: taken elsewhere or cancelled");
-                let _ = store.forge_job_outcome(&key.provider, key.forge_job_id, None, gone);
+                journal("the job's outcome", store.forge_job_outcome(&key.provider, key.forge_job_id, None, gone));
             }
-            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned);
+            journal("the job's phase", store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned));
             false
         });
     }
@@ -429,7 +438,10 @@ impl Serve {
     fn kill(&self, key: &JobKey, tracked: &HashMap<JobKey, Tracked>) {
         let Some(t) = tracked.get(key) else { return };
         let Some(id) = t.runtime_id.clone() else { return };
-        let _ = self.store.forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed"));
+        journal(
+            "the job's outcome",
+            self.store.forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed")),
+        );
         let target = self.target.clone();
         tokio::spawn(
             async move {
@@ -511,15 +523,18 @@ impl Serve {
                     tracing::debug!(job = job.id, "no runner for this job's profile (no runner tree, no runner_cmd)");
                     return None;
                 }
-                let _ = self.store.forge_job_seen(
-                    &job.provider,
-                    job.id,
-                    job.run_id,
-                    &job.repo,
-                    &job.workflow,
-                    &job.name,
-                    &job.labels,
-                    job.html_url.as_deref(),
+                journal(
+                    "the job as seen",
+                    self.store.forge_job_seen(
+                        &job.provider,
+                        job.id,
+                        job.run_id,
+                        &job.repo,
+                        &job.workflow,
+                        &job.name,
+                        &job.labels,
+                        job.html_url.as_deref(),
+                    ),
                 );
                 let runner_name = format!("{}{}", self.prefix, new_job_id());
                 tracked.insert(
@@ -562,7 +577,10 @@ impl Serve {
                                     warn!(error = %e, "cannot register a runner");
                                     if e.retryable() {
                                         // Claimed again later: queued until then, in the journal too.
-                                        let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Queued);
+                                        journal(
+                                            "the job's phase",
+                                            store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Queued),
+                                        );
                                     }
                                     let _ = tx.send(Msg::Machine(Event::ClaimFailed { key, retry: e.retryable() }));
                                 }
@@ -628,7 +646,10 @@ impl Serve {
                                     }
                                 }
                             }
-                            let _ = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned);
+                            journal(
+                                "the job's phase",
+                                store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Cleaned),
+                            );
                             let _ = tx.send(Msg::Machine(Event::Cleaned(key)));
                             // After the slot is free: the history learns how the job ended.
                             if claim.is_some() {
@@ -671,259 +692,4 @@ fn profiles_of(cfg: &Config) -> Vec<Profile> {
 
 fn job_span(job: &ForgeJob, runner: &str) -> tracing::Span {
     info_span!("job", provider = %job.provider, repo = %job.repo, job_id = job.id, run_id = job.run_id, runner = %runner)
-}
-
-/// Runs the job's runner in a fresh container and reports start and exit.
-/// How a job's runner is launched.
-struct Launch {
-    image: String,
-    limits: Limits,
-    cmd: Vec<String>,
-    /// URLs of the forge the runner must reach.
-    endpoints: Vec<String>,
-    /// The job's log is cut to this size when it ends.
-    log_max: u64,
-}
-
-async fn run_job(
-    target: Arc<dyn Target>,
-    store: Store,
-    key: JobKey,
-    claim: Claim,
-    launch_spec: Launch,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
-    let Launch { image, limits, cmd, endpoints, log_max } = launch_spec;
-    let exited = |success| Msg::Machine(Event::Exited { key: key.clone(), success });
-    let image = match target.prepare_image(&image, &|_| {}).await {
-        Ok(name) => name,
-        Err(e) => {
-            warn!(error = %e, image, "cannot get the job image");
-            let _ = tx.send(exited(false));
-            return;
-        }
-    };
-    let id = new_job_id();
-    let _ = tx.send(Msg::Created(key.clone(), id.clone()));
-    let mut env: Vec<(String, String)> = claim.env.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
-    // The runner refuses to run as root unless told; job containers are root inside their own namespaces.
-    env.push(("RUNNER_ALLOW_RUNASROOT".into(), "1".into()));
-    let spec = LaunchSpec {
-        args: Some(cmd),
-        env,
-        limits: Some(limits),
-        endpoints: resolve_endpoints(&endpoints).await,
-        ..Default::default()
-    };
-    let setup = |job: &crate::target::Job| {
-        store
-            .forge_job_runtime(&key.provider, key.forge_job_id, &job.id, &job.image)
-            .and_then(|()| store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Starting))
-            .map_err(|e| format!("cannot record the job: {e}"))?;
-        Ok(spec)
-    };
-    let (body_store, body_key, body_tx) = (store.clone(), key.clone(), tx.clone());
-    let body = |job: crate::target::Job| async move {
-        let (store, key, tx) = (body_store, body_key, body_tx);
-        info!(container = %job.id, "runner started");
-        if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, Phase::Running) {
-            warn!(error = %e, "cannot journal the job's phase");
-        }
-        let _ = tx.send(Msg::Machine(Event::Started(key.clone())));
-        let success = match job.target.wait(&job.id).await {
-            Ok(exit) => {
-                info!(code = exit.code, oom = exit.oom_killed, "runner exited");
-                if let Err(e) =
-                    store.forge_job_outcome(&key.provider, key.forge_job_id, Some(i64::from(exit.code)), None)
-                {
-                    warn!(error = %e, "cannot journal the job's exit code");
-                }
-                // A runner stopped at the owner's request may still exit 0 (it reports the job and ends).
-                let killed = store.forge_job(&key.provider, key.forge_job_id).ok().flatten().and_then(|r| r.conclusion)
-                    == Some("killed".into());
-                exit.code == 0 && !killed
-            }
-            Err(e) => {
-                warn!(error = %e, "lost the job's container");
-                false
-            }
-        };
-        let log = job.target.log_path(&job.id);
-        match tokio::task::spawn_blocking(move || crate::history::cap_log(&log, log_max)).await {
-            Ok(Err(e)) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
-            Err(e) => warn!(error = %e, "cannot cut the job's log to history.log_max"),
-            Ok(Ok(())) => {}
-        }
-        success
-    };
-    let launched = launch(target, id, image, setup, body).await;
-    if let Err(e) = &launched.destroyed {
-        warn!(error = %e, "cleanup left resources; the next start removes them");
-    }
-    let success = match launched.outcome {
-        Ok(success) => success,
-        Err(e) => {
-            warn!(error = %e, "the job did not start");
-            false
-        }
-    };
-    let phase = if success { Phase::Finished } else { Phase::Failed };
-    if let Err(e) = store.forge_job_phase(&key.provider, key.forge_job_id, phase) {
-        warn!(error = %e, "cannot journal the job's phase");
-    }
-    let _ = tx.send(exited(success));
-}
-
-/// Asks the forge how a job ended, for the history (a conclusion of ours, such as `killed`, stays). The
-/// runner reports before it exits, but the forge may take a moment to say so: asked a few times.
-async fn record_conclusion(store: &Store, p: &dyn Provider, job: &ForgeJob) {
-    let ours = store.forge_job(&job.provider, job.id).ok().flatten().and_then(|r| r.conclusion);
-    if ours.is_some() {
-        return;
-    }
-    for attempt in 0..4u64 {
-        match p.conclusion(job).await {
-            Ok(Some(c)) => {
-                info!(conclusion = %c, "the forge's conclusion");
-                let _ = store.forge_job_outcome(&job.provider, job.id, None, Some(&c));
-                return;
-            }
-            Ok(None) => tokio::time::sleep(Duration::from_millis(500 << attempt)).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot ask the forge how the job ended");
-                return;
-            }
-        }
-    }
-}
-
-/// The IPv4 addresses of the hosts of `urls` (a forge on a private network must stay reachable).
-pub async fn resolve_endpoints(urls: &[String]) -> Vec<std::net::Ipv4Addr> {
-    let mut out = Vec::new();
-    for u in urls {
-        let Ok(url) = reqwest::Url::parse(u) else { continue };
-        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { continue };
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => {
-                for a in addrs {
-                    if let std::net::IpAddr::V4(v4) = a.ip()
-                        && !v4.is_loopback()
-                        && !out.contains(&v4)
-                    {
-                        out.push(v4);
-                    }
-                }
-            }
-            Err(e) => warn!(url = %u, error = %e, "cannot resolve the forge's address for the job firewall"),
-        }
-    }
-    out
-}
-
-/// SIGTERM to every process of the job's container, then SIGKILL after `grace`.
-async fn stop_container(target: &dyn Target, id: &str, grace: Duration) {
-    if let Err(e) = target.kill(id, 15).await {
-        warn!(error = %e, "cannot signal the job's processes");
-    }
-    tokio::time::sleep(grace).await;
-    // A job that ended meanwhile is gone: nothing to kill.
-    let _ = target.kill(id, 9).await;
-}
-
-/// The health list for `providers` and `unconfigured`, keeping what `before` knew of a provider of the same
-/// name (its last poll).
-fn health_of(
-    providers: &[Arc<dyn Provider>],
-    unconfigured: &[Unconfigured],
-    sources: &std::collections::HashMap<String, &'static str>,
-    before: &[ProviderHealth],
-) -> Vec<ProviderHealth> {
-    let mut out: Vec<ProviderHealth> = providers
-        .iter()
-        .map(|p| {
-            let discovery = if p.webhook().is_some() { "webhook + poll" } else { "poll" };
-            let mut h = ProviderHealth {
-                name: p.name().to_string(),
-                kind: p.kind().to_string(),
-                url: p.url().to_string(),
-                discovery: discovery.into(),
-                connected: false,
-                last_poll: None,
-                last_error: None,
-                rate_limit: None,
-                credential: sources.get(p.name()).copied().unwrap_or("keyring"),
-            };
-            if let Some(b) = before.iter().find(|b| b.name == h.name && b.last_error.is_none()) {
-                (h.connected, h.last_poll, h.rate_limit) = (b.connected, b.last_poll, b.rate_limit);
-            }
-            h
-        })
-        .collect();
-    out.extend(unconfigured.iter().map(|u| ProviderHealth {
-        name: u.name.clone(),
-        kind: u.kind.to_string(),
-        url: u.url.clone(),
-        discovery: "not in use".into(),
-        connected: false,
-        last_poll: None,
-        last_error: Some(u.reason.clone()),
-        rate_limit: None,
-        credential: "missing",
-    }));
-    out
-}
-
-/// The scheduler's counts, for the control API.
-fn publish(live: &LiveTx, m: &Machine) {
-    let (active, queued) = (m.active() as u32, m.queued() as u32);
-    live.send_if_modified(|l| {
-        let changed = l.active != active || l.queued != queued;
-        l.active = active;
-        l.queued = queued;
-        changed
-    });
-}
-
-/// Polls one provider at its interval, backing off on errors and waiting out rate limits; reports its
-/// health to the live status.
-async fn poller(p: Arc<dyn Provider>, tx: mpsc::UnboundedSender<Msg>, live: Arc<LiveTx>) {
-    let mut failures = 0u32;
-    loop {
-        let result = p.poll().await;
-        live.send_if_modified(|l| {
-            let Some(h) = l.providers.iter_mut().find(|h| h.name == p.name()) else { return false };
-            let before = (h.connected, h.last_error.clone(), h.rate_limit);
-            h.connected = result.is_ok();
-            h.last_poll = Some(SystemTime::now());
-            h.last_error = result.as_ref().err().map(|e| e.to_string());
-            h.rate_limit = p.rate_limit();
-            // A successful idle poll changes nothing worth waking watchers for.
-            before != (h.connected, h.last_error.clone(), h.rate_limit)
-        });
-        let wait = match result {
-            Ok(outcome) => {
-                failures = 0;
-                tracing::debug!(
-                    provider = p.name(),
-                    jobs = outcome.jobs.len(),
-                    counted = outcome.counted_requests,
-                    "polled"
-                );
-                if tx.send(Msg::Polled { provider: p.name().to_string(), jobs: outcome.jobs }).is_err() {
-                    return;
-                }
-                p.poll_interval()
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = e
-                    .wait(SystemTime::now())
-                    .unwrap_or_else(|| Duration::from_secs((1u64 << failures.min(6)).min(60)))
-                    .max(p.poll_interval());
-                warn!(provider = p.name(), error = %e, backoff_secs = wait.as_secs(), "poll failed; backing off");
-                wait
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
 }

@@ -15,7 +15,7 @@ use ephemerd::worker::namespace::NamespaceHost;
 use ephemerd::control;
 use ephemerd::control::live::Live;
 use ephemerd::control::server::{ControlService, Parts};
-use ephemerd::serve::Control;
+use ephemerd::serve::{Control, Order};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
@@ -132,7 +132,7 @@ pub async fn serve(
 
 /// SIGUSR1 pauses, SIGUSR2 resumes, SIGTERM drains (a second SIGTERM stops), Ctrl-C stops: the control
 /// API's main controls, for service managers and scripts.
-fn signal_controls(tx: mpsc::UnboundedSender<Control>) -> anyhow::Result<()> {
+fn signal_controls(tx: mpsc::UnboundedSender<Order>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
@@ -145,7 +145,7 @@ fn signal_controls(tx: mpsc::UnboundedSender<Control>) -> anyhow::Result<()> {
                 _ = usr1.recv() => Control::Pause,
                 _ = usr2.recv() => Control::Resume,
             };
-            if tx.send(c).is_err() {
+            if tx.send(c.into()).is_err() {
                 return;
             }
         }

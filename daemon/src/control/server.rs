@@ -13,14 +13,14 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Host, JobRef};
 use super::errors::ControlError;
-use super::live::{DaemonMode, Live};
+use super::live::Live;
 use crate::config::Config;
 use crate::forge::Secret;
 use crate::forge::build::ProviderSet;
 use crate::platform::DataDirs;
 use crate::scheduler::machine::JobKey;
 use crate::secrets::CredentialStore;
-use crate::serve::Control;
+use crate::serve::{Control, Order};
 use crate::store::{ForgeJobRecord, JobFilter, Phase, Store};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -34,7 +34,7 @@ const DISK_EVERY: Duration = Duration::from_secs(60);
 pub struct Parts {
     pub store: Store,
     pub live: watch::Receiver<Live>,
-    pub controls: mpsc::UnboundedSender<Control>,
+    pub controls: mpsc::UnboundedSender<Order>,
     pub dirs: DataDirs,
     pub credentials: Arc<dyn CredentialStore>,
     pub providers: ProviderSet,
@@ -51,7 +51,7 @@ pub struct Parts {
 pub struct ControlService {
     pub(super) store: Store,
     pub(super) live: watch::Receiver<Live>,
-    pub(super) controls: mpsc::UnboundedSender<Control>,
+    pub(super) controls: mpsc::UnboundedSender<Order>,
     pub(super) dirs: DataDirs,
     pub(super) credentials: Arc<dyn CredentialStore>,
     pub(super) providers: ProviderSet,
@@ -156,6 +156,7 @@ impl ControlService {
             unconfigured: built.unconfigured,
             sources: built.sources,
         }))
+        .await
     }
 
     /// The config file and the running config (a poisoned lock still holds the last ones).
@@ -191,10 +192,10 @@ impl ControlService {
             crate::config::apply_live(&mut self.config().1, &new);
         }
         if let Some(listener) = listener {
-            self.send(Control::Webhooks(listener))?;
+            self.send(Control::Webhooks(listener)).await?;
         }
         if plan.applied.iter().any(|k| k != "github" && k != "webhook") {
-            self.send(Control::Reload(Box::new(new.clone())))?;
+            self.send(Control::Reload(Box::new(new.clone()))).await?;
         }
         if plan.applied.iter().any(|k| k == "github") {
             self.rebuild_providers(new).await?;
@@ -231,13 +232,13 @@ impl ControlService {
         match bind(addr) {
             Ok(l) => Ok(l),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && old.is_some_and(|o| o.port() == addr.port()) => {
-                self.send(Control::Webhooks(None))?;
+                self.send(Control::Webhooks(None)).await?;
                 match bind_soon(addr).await {
                     Ok(l) => Ok(l),
                     Err(e) => {
                         if let Some(before) = old {
                             match bind_soon(before).await {
-                                Ok(l) => self.send(Control::Webhooks(Some(l)))?,
+                                Ok(l) => self.send(Control::Webhooks(Some(l))).await?,
                                 Err(e) => {
                                     tracing::warn!(addr = %before, error = %e, "not listening for webhooks");
                                     // So that saving an address again binds it.
@@ -253,15 +254,16 @@ impl ControlService {
         }
     }
 
-    fn send(&self, c: Control) -> Result<(), ControlError> {
-        self.controls.send(c).map_err(|_| ControlError::Stopping)
+    /// Hands a control to the event loop and waits until it has been applied.
+    async fn send(&self, c: Control) -> Result<(), ControlError> {
+        let (order, applied) = Order::acked(c);
+        self.controls.send(order).map_err(|_| ControlError::Stopping)?;
+        applied.await.map_err(|_| ControlError::Stopping)
     }
 
-    /// Sends a control and answers with the status once the event loop has applied it (or after 2 s).
-    async fn control(&self, c: Control, done: impl Fn(&Live) -> bool) -> Result<v1::StatusReply, ControlError> {
-        let mut live = self.live.clone();
-        self.send(c)?;
-        let _ = tokio::time::timeout(Duration::from_secs(2), live.wait_for(|l| done(l))).await;
+    /// Sends a control and answers with the status it has led to.
+    async fn control(&self, c: Control) -> Result<v1::StatusReply, ControlError> {
+        self.send(c).await?;
         Ok(self.status_reply().await)
     }
 }
@@ -414,16 +416,16 @@ impl ControlApi for ControlService {
         if rec.phase != Phase::Running {
             return Err(ControlError::NotRunning { id, phase: rec.phase.to_string() }.into());
         }
-        self.send(Control::Kill(JobKey { provider: rec.provider.clone(), forge_job_id: rec.forge_job_id }))?;
+        self.send(Control::Kill(JobKey { provider: rec.provider.clone(), forge_job_id: rec.forge_job_id })).await?;
         Ok(Response::new(v1::KillJobReply { job: Some(convert::job(&rec)) }))
     }
 
     async fn pause(&self, _: Request<v1::PauseRequest>) -> Result<Response<v1::StatusReply>, Status> {
-        Ok(Response::new(self.control(Control::Pause, |l| l.mode != DaemonMode::Running).await?))
+        Ok(Response::new(self.control(Control::Pause).await?))
     }
 
     async fn resume(&self, _: Request<v1::ResumeRequest>) -> Result<Response<v1::StatusReply>, Status> {
-        Ok(Response::new(self.control(Control::Resume, |l| l.mode != DaemonMode::Paused).await?))
+        Ok(Response::new(self.control(Control::Resume).await?))
     }
 
     async fn drain(&self, req: Request<v1::DrainRequest>) -> Result<Response<v1::StatusReply>, Status> {
@@ -438,8 +440,7 @@ impl ControlApi for ControlService {
             }
             Some(d) => Some(Duration::new(d.seconds as u64, d.nanos.min(999_999_999) as u32)),
         };
-        let draining = |l: &Live| matches!(l.mode, DaemonMode::Draining | DaemonMode::Stopping);
-        Ok(Response::new(self.control(Control::Drain(timeout), draining).await?))
+        Ok(Response::new(self.control(Control::Drain(timeout)).await?))
     }
 
     async fn reload_config(

@@ -89,6 +89,27 @@ pub enum Control {
     Webhooks(Option<tokio::net::TcpListener>),
 }
 
+/// A control as the event loop receives it, with (when its sender waits for it) the answer that it has
+/// been applied: the event loop has acted on it and published the status it leads to.
+pub struct Order {
+    pub control: Control,
+    pub applied: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl From<Control> for Order {
+    fn from(control: Control) -> Self {
+        Self { control, applied: None }
+    }
+}
+
+impl Order {
+    /// The order, and what says it has been applied (an error: the event loop has gone).
+    pub fn acked(control: Control) -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self { control, applied: Some(tx) }, rx)
+    }
+}
+
 /// A new provider list, with the configured providers that could not be built.
 #[derive(Clone)]
 pub struct ProviderUpdate {
@@ -245,7 +266,7 @@ impl Serve {
     /// deliveries are taken there too.
     pub async fn run(
         mut self,
-        mut controls: mpsc::UnboundedReceiver<Control>,
+        mut controls: mpsc::UnboundedReceiver<Order>,
         webhooks: Option<tokio::net::TcpListener>,
         live: Arc<LiveTx>,
     ) -> Result<u8, ServeError> {
@@ -274,7 +295,12 @@ impl Serve {
         let mut sweep = tokio::time::interval(self.cfg.scheduler.sweep_interval);
         sweep.tick().await;
         let mut stopping = false;
+        // The last control's answer: sent once the loop comes round again (it has then been acted on).
+        let mut applied: Option<tokio::sync::oneshot::Sender<()>> = None;
         loop {
+            if let Some(a) = applied.take() {
+                let _ = a.send(());
+            }
             let event = tokio::select! {
                 msg = rx.recv() => match msg {
                     None => break,
@@ -315,7 +341,10 @@ impl Serve {
                     self.sweep(&tracked, &machine);
                     continue;
                 }
-                ctl = controls.recv(), if !stopping => match ctl.unwrap_or(Control::Stop) {
+                ctl = controls.recv(), if !stopping => match ctl.map_or(Control::Stop, |o| {
+                    applied = o.applied;
+                    o.control
+                }) {
                     Control::Kill(key) => {
                         self.kill(&key, &tracked);
                         continue;
@@ -413,6 +442,9 @@ impl Serve {
         }
         for p in pollers.into_iter().chain(polling) {
             p.abort();
+        }
+        if let Some(a) = applied.take() {
+            let _ = a.send(());
         }
         Ok(0)
     }

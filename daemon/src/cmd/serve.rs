@@ -7,7 +7,7 @@ use ephemerd::forge::Secret;
 use ephemerd::forge::build;
 use ephemerd::platform::DataDirs;
 use ephemerd::secrets::{CredentialStore, Keyring};
-use ephemerd::serve::{ProviderUpdate, Serve};
+use ephemerd::serve::Serve;
 use ephemerd::target::Target;
 use ephemerd::worker::WorkerTarget;
 use ephemerd::worker::namespace::NamespaceHost;
@@ -73,9 +73,7 @@ pub async fn serve(
         None => session.target.clone(),
     };
     let result = async {
-        let update =
-            ProviderUpdate { providers: built.providers, unconfigured: built.unconfigured, sources: built.sources };
-        let serve = Serve::new(cfg.clone(), target.clone(), store.clone(), dirs.clone(), update)?;
+        let serve = Serve::new(cfg.clone(), target.clone(), store.clone(), dirs.clone(), built)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
             control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])

@@ -151,12 +151,7 @@ impl ControlService {
             tokio::task::spawn_blocking(move || crate::forge::build::build(&cfg, flag.as_ref(), store.as_ref()))
                 .await
                 .map_err(|e| ControlError::InvalidConfig(e.to_string()))?;
-        self.send(Control::Providers(crate::serve::ProviderUpdate {
-            providers: built.providers,
-            unconfigured: built.unconfigured,
-            sources: built.sources,
-        }))
-        .await
+        self.send(Control::Providers(built)).await
     }
 
     /// The config file and the running config (a poisoned lock still holds the last ones).

@@ -23,12 +23,21 @@ pub struct Unconfigured {
     pub reason: String,
 }
 
-#[derive(Default)]
+/// The providers built from a config (what `serve` starts with, and what replaces them when credentials or
+/// `[[github]]` sections change), with the configured ones that could not be built.
+#[derive(Default, Clone)]
 pub struct Built {
     pub providers: Vec<Arc<dyn Provider>>,
     pub unconfigured: Vec<Unconfigured>,
     /// Where each built provider's credential comes from (see `ProviderHealth.credential`).
     pub sources: std::collections::HashMap<String, &'static str>,
+}
+
+impl std::fmt::Debug for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
+        f.debug_struct("Built").field("providers", &names).field("unconfigured", &self.unconfigured).finish()
+    }
 }
 
 /// Builds every configured provider (blocking: the keyring may be asked).

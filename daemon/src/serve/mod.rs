@@ -21,7 +21,7 @@ use job::{Launch, journal, record_conclusion, run_job, stop_container};
 
 use crate::config::{Config, Limits, ProfileConfig};
 use crate::control::live::{DaemonMode, LiveTx, ProviderHealth};
-use crate::forge::build::{ProviderSet, Unconfigured};
+use crate::forge::build::{Built, ProviderSet, Unconfigured};
 use crate::forge::{Claim, ForgeJob, JobStatus, Provider, RunnerRequest};
 use crate::job::Phase;
 use crate::platform::DataDirs;
@@ -84,7 +84,7 @@ pub enum Control {
     Reload(Box<Config>),
     /// Use these providers from now on (credentials or `[[github]]` sections changed); jobs already
     /// running keep the provider instance they started with.
-    Providers(ProviderUpdate),
+    Providers(Built),
     /// Take webhook deliveries on this listener from now on (`webhook.listen` changed); `None`: none.
     Webhooks(Option<tokio::net::TcpListener>),
 }
@@ -107,22 +107,6 @@ impl Order {
     pub fn acked(control: Control) -> (Self, tokio::sync::oneshot::Receiver<()>) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         (Self { control, applied: Some(tx) }, rx)
-    }
-}
-
-/// A new provider list, with the configured providers that could not be built.
-#[derive(Clone)]
-pub struct ProviderUpdate {
-    pub providers: Vec<Arc<dyn Provider>>,
-    pub unconfigured: Vec<Unconfigured>,
-    /// Where each provider's credential comes from.
-    pub sources: std::collections::HashMap<String, &'static str>,
-}
-
-impl std::fmt::Debug for ProviderUpdate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.providers.iter().map(|p| p.name()).collect();
-        f.debug_struct("ProviderUpdate").field("providers", &names).field("unconfigured", &self.unconfigured).finish()
     }
 }
 
@@ -154,7 +138,7 @@ impl Serve {
         target: Arc<dyn Target>,
         store: Store,
         dirs: DataDirs,
-        built: ProviderUpdate,
+        built: Built,
     ) -> Result<Self, ServeError> {
         if cfg.runner.dir.is_none() && !cfg.scheduler.profiles.iter().any(|p| p.runner_cmd.is_some()) {
             return Err(ServeError::NoRunner);

@@ -23,8 +23,9 @@ set -euo pipefail
 
 readonly SUITE=bookworm
 # libdbus-1-3: the ephemerd binary links it (the keyring's Secret Service client), in the worker too.
+# kmod: the VM kernel loads its modules through modprobe (rootfs/build-vm-image.sh adds them).
 # golang-github-containers-common: the seccomp profile jobs run under (/usr/share/containers/seccomp.json).
-readonly PACKAGES=containerd,runc,containernetworking-plugins,iptables,iproute2,ca-certificates,libdbus-1-3,golang-github-containers-common
+readonly PACKAGES=containerd,runc,containernetworking-plugins,iptables,iproute2,ca-certificates,libdbus-1-3,golang-github-containers-common,kmod
 
 log() { printf '[build-worker-rootfs] %s\n' "$*" >&2; }
 die() { printf '[build-worker-rootfs] error: %s\n' "$*" >&2; exit 1; }

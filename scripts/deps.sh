@@ -13,9 +13,10 @@ fi
 # tests' local OCI registry (apache2-utils: htpasswd for its auth); mmdebstrap builds the job image; git copies
 # repositories into jobs; libdbus-1-dev links the keyring client (Secret Service); gnome-keyring and dbus-daemon
 # give the tests a real Secret Service; systemd's systemctl and systemd-analyze install and verify the service unit (no running systemd is needed).
+# qemu-system-x86 and qemu-utils run the worker VM; cpio, kmod and e2fsprogs build its boot set (rootfs/build-vm-image.sh).
 packages=(containerd runc containernetworking-plugins iptables iproute2 golang-github-containers-common
           docker-registry skopeo apache2-utils mmdebstrap git ca-certificates gcc pkg-config libdbus-1-dev gnome-keyring
-          dbus-daemon dbus-bin systemd)
+          dbus-daemon dbus-bin systemd qemu-system-x86 qemu-utils cpio kmod e2fsprogs)
 # Installs those of the given apt packages that are missing (also used by deps-desktop.sh).
 apt_install_missing() {
   local missing=() p
@@ -30,6 +31,11 @@ apt_install_missing() {
   fi
 }
 apt_install_missing "${packages[@]}"
+# qemu-system-x86 from bookworm replaces a newer qemu-utils (a backport) that a machine may have had.
+if ! command -v qemu-img >/dev/null 2>&1; then
+  echo "==> installing: qemu-utils" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
+fi
 
 # Node.js runs the JSON Schema check of the fake forges against the forges' OpenAPI descriptions.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -13,6 +13,9 @@ export EPHEMERD_TEST_IMAGE
 echo "==> worker rootfs" >&2
 EPHEMERD_TEST_WORKER_ROOTFS=$(rootfs/build-worker-rootfs.sh)
 export EPHEMERD_TEST_WORKER_ROOTFS
+echo "==> worker VM boot set" >&2
+EPHEMERD_TEST_VM_IMAGE=$(rootfs/build-vm-image.sh --rootfs "$EPHEMERD_TEST_WORKER_ROOTFS")
+export EPHEMERD_TEST_VM_IMAGE
 
 echo "==> GitHub's OpenAPI description, to keep the fake GitHub honest" >&2
 (cd tests/schema && npm ci --no-audit --no-fund --loglevel=error >/dev/null)

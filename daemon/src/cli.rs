@@ -70,6 +70,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Be a Linux worker: run the jobs a daemon dispatches here (reads its boot token on stdin)
     Worker(WorkerArgs),
+    /// Pid 1 of the worker VM (the VM's initramfs runs it; it reads its boot config from its config disk)
+    #[command(hide = true)]
+    VmInit,
     /// The daemon's state, jobs, forges and health
     Status,
     /// Jobs: queued and running ones, or all of them with --all

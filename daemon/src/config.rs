@@ -246,7 +246,7 @@ pub struct RunnerConfig {
 }
 
 /// Where `serve` runs its jobs: on this machine's containerd, or in a Linux worker it drives over Dispatch.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     pub mode: WorkerMode,
@@ -258,6 +258,41 @@ pub struct WorkerConfig {
     /// The /30 of the link between this machine and the worker (namespace mode); by default one of
     /// 10.230.0.0/16 picked by the instance id.
     pub link: Option<String>,
+    /// The VM's boot set: the directory `rootfs/build-vm-image.sh` writes (vmlinuz, initrd.img, base.img).
+    pub vm_image: Option<PathBuf>,
+    /// The VM's virtual CPUs and memory.
+    pub cpus: u32,
+    pub memory: ByteSize,
+    /// How the VM runs: "auto" (KVM where this machine has hardware virtualization, else TCG), "kvm", "tcg".
+    pub accel: VmAccel,
+    /// The worker (VM or namespace) stops once no job has run for this long, and boots again for the next.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_stop: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            mode: WorkerMode::Local,
+            rootfs: None,
+            images: Vec::new(),
+            link: None,
+            vm_image: None,
+            cpus: 2,
+            memory: ByteSize(2 << 30),
+            accel: VmAccel::Auto,
+            idle_stop: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmAccel {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -472,10 +507,24 @@ impl Config {
                     });
                 }
             }
-            WorkerMode::Wsl | WorkerMode::Vm => {
+            WorkerMode::Vm => {
+                if self.worker.vm_image.is_none() {
+                    return Err(ConfigError::Invalid {
+                        key: "worker.vm_image",
+                        message: "mode = \"vm\" needs the VM's boot set (rootfs/build-vm-image.sh builds it)".into(),
+                    });
+                }
+                if self.worker.cpus == 0 || self.worker.memory.0 < 256 << 20 {
+                    return Err(ConfigError::Invalid {
+                        key: "worker.memory",
+                        message: "the VM needs at least 1 CPU and 256 MiB of memory".into(),
+                    });
+                }
+            }
+            WorkerMode::Wsl => {
                 return Err(ConfigError::Invalid {
                     key: "worker.mode",
-                    message: "\"wsl\" and \"vm\" workers are not built yet: use \"local\" or \"namespace\"".into(),
+                    message: "\"wsl\" workers are not built yet: use \"local\", \"namespace\" or \"vm\"".into(),
                 });
             }
         }
@@ -563,7 +612,9 @@ mod tests {
             ("[runner]\ndir = \"/r\"\nurl = \"http://r.example/r.tar.gz\"", "runner.url"),
             ("[scheduler]\nmax_concurrent = 0", "scheduler.max_concurrent"),
             ("[worker]\nmode = \"namespace\"", "worker.rootfs"),
-            ("[worker]\nmode = \"vm\"", "worker.mode"),
+            ("[worker]\nmode = \"vm\"", "worker.vm_image"),
+            ("[worker]\nmode = \"wsl\"", "worker.mode"),
+            ("[worker]\nmode = \"vm\"\nvm_image = \"/i\"\nmemory = \"64MiB\"", "worker.memory"),
             ("[worker]\nlink = \"10.0.0.0/24\"", "worker.link"),
             ("[scheduler]\nrunner_prefix = \"a b\"", "scheduler.runner_prefix"),
             ("[[scheduler.profiles]]\nname = \"p\"\nlabels = []", "scheduler.profiles.labels"),

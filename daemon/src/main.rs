@@ -17,6 +17,13 @@ fn main() -> ExitCode {
         // Before any thread: it forks and changes namespaces.
         return boot_worker(w, root, netns);
     }
+    #[cfg(target_os = "linux")]
+    if matches!(cli.command, cli::Command::VmInit) && std::process::id() == 1 {
+        // Pid 1 of the worker VM: blocking code, before any thread.
+        let e = ephemerd::worker::vm::guest::run();
+        eprintln!("ephemerd vm-init: {e}");
+        return ExitCode::from(cmd::EXIT_INFRA);
+    }
     cmd::init_tracing(&cli.global.log_level);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

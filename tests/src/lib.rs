@@ -68,6 +68,18 @@ pub fn worker_rootfs() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The worker VM's boot set (`rootfs/build-vm-image.sh`): `EPHEMERD_TEST_VM_IMAGE` or the cache's.
+pub fn vm_image() -> Result<PathBuf> {
+    let p = match std::env::var_os("EPHEMERD_TEST_VM_IMAGE") {
+        Some(p) => PathBuf::from(p),
+        None => job_image_archive()?.with_file_name("vm-bookworm-amd64"),
+    };
+    if !p.join("base.img").is_file() {
+        bail!("the VM boot set {} is missing: run rootfs/build-vm-image.sh first", p.display());
+    }
+    Ok(p)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
@@ -241,7 +253,8 @@ pub fn leftovers(data_dir: &Path) -> Vec<String> {
     out
 }
 
-/// What a namespace worker of the instance may leave: its process, netns, veth, rules and its jobs' cgroups.
+/// What a worker of the instance may leave: a namespace worker's process and netns, a VM's QEMU and files,
+/// the link's veth or tap and rules, and its jobs' cgroups.
 fn worker_leftovers(data_dir: &Path, instance: &ephemerd::runtime::instance::Instance) -> Vec<String> {
     let mut out = Vec::new();
     let id = instance.id();
@@ -261,6 +274,17 @@ fn worker_leftovers(data_dir: &Path, instance: &ephemerd::runtime::instance::Ins
     let root = data_dir.join("worker/rootfs");
     for pid in processes_with_arg(root.as_os_str().as_encoded_bytes()) {
         out.push(format!("worker process {pid}"));
+    }
+    // A worker VM: its QEMU (found by its QMP socket's argument) and the files of a running VM.
+    let vm = data_dir.join("vm");
+    let qmp = format!("unix:{},server=on,wait=off", vm.join("qmp.sock").display());
+    for pid in processes_with_arg(qmp.as_bytes()) {
+        out.push(format!("QEMU process {pid}"));
+    }
+    for f in ["overlay.qcow2", "qmp.sock", "qemu.pid", "boot.img"] {
+        if vm.join(f).exists() {
+            out.push(format!("VM file {f}"));
+        }
     }
     let worker = ephemerd::runtime::instance::Instance::at(Path::new(&format!("/var/lib/ephemerd/{id}")));
     for dir in worker.cgroup_parent_dirs().into_iter().filter(|d| d.is_dir()) {

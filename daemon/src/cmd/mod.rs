@@ -129,6 +129,7 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
             let socket = cli.global.socket.clone().unwrap_or_else(|| dirs.run_dir().join(ephemerd_proto::SOCKET_NAME));
             Ok(ctl::Ctl { socket, json: cli.global.json }.run(c).await)
         }
+        Command::VmInit => Err(usage("`ephemerd vm-init` runs only as pid 1 of the worker VM")),
         #[cfg(target_os = "linux")]
         Command::Cleanup => session::cleanup(&cfg, &dirs, &cli.global.log_level).await,
         #[cfg(not(target_os = "linux"))]

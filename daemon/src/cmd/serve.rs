@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ephemerd::config::{Config, WorkerMode};
+use ephemerd::config::Config;
 use ephemerd::forge::Secret;
 use ephemerd::forge::build;
 use ephemerd::platform::DataDirs;
@@ -10,7 +10,6 @@ use ephemerd::secrets::{CredentialStore, Keyring};
 use ephemerd::serve::Serve;
 use ephemerd::target::Target;
 use ephemerd::worker::WorkerTarget;
-use ephemerd::worker::namespace::NamespaceHost;
 
 use ephemerd::control;
 use ephemerd::control::live::Live;
@@ -59,14 +58,14 @@ pub async fn serve(
     };
     let session = Session::start(&cfg, &dirs).await?;
     let store = session.runtime.store().clone();
-    let worker = match cfg.worker.mode {
-        WorkerMode::Local => None,
-        WorkerMode::Namespace => {
-            let host = NamespaceHost::new(&cfg, &dirs, &log_level).map_err(usage)?;
-            tracing::info!(link = %host.link().net, "jobs run in a namespace worker");
-            Some(Arc::new(WorkerTarget::new(Arc::new(host), dirs.clone(), store.clone())))
+    let worker = match ephemerd::worker::host_of(&cfg, &dirs, &log_level).map_err(usage)? {
+        None => None,
+        Some((host, what)) => {
+            tracing::info!("jobs run in {what}");
+            let w = Arc::new(WorkerTarget::new(host, dirs.clone(), store.clone()));
+            tokio::spawn(w.clone().stop_when_idle(cfg.worker.idle_stop));
+            Some(w)
         }
-        m @ (WorkerMode::Wsl | WorkerMode::Vm) => return Err(usage(format!("worker.mode {m:?} is not built yet"))),
     };
     let target: Arc<dyn Target> = match &worker {
         Some(w) => w.clone(),

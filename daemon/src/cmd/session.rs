@@ -23,7 +23,7 @@ pub async fn cleanup(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::
     s.stop().await;
     let worker = clean_worker(&cfg, dirs, log_level).await?;
     if worker {
-        out!("removed: the namespace worker and its link");
+        out!("removed: the worker and its link");
     }
     if n.is_empty() && !worker {
         out!("nothing to clean up");
@@ -42,14 +42,12 @@ pub async fn cleanup(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::
     Ok(0)
 }
 
-/// Stops a namespace worker a crashed daemon left and removes its link; whether there was any.
+/// Stops a worker (namespace or VM) a crashed daemon left and removes its link; whether there was any.
 async fn clean_worker(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::Result<bool> {
-    use ephemerd::worker::Host;
-    if cfg.worker.mode != ephemerd::config::WorkerMode::Namespace {
+    let Some((host, _)) = ephemerd::worker::host_of(cfg, dirs, log_level).map_err(usage)? else {
         return Ok(false);
-    }
-    let host = ephemerd::worker::namespace::NamespaceHost::new(cfg, dirs, log_level).map_err(usage)?;
-    let present = host.link().present().await || host.orphan().is_some();
+    };
+    let present = host.present().await;
     host.stop().await?;
     Ok(present)
 }

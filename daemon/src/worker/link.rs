@@ -1,6 +1,6 @@
-//! The link between this machine and a namespace worker, as host objects of one instance: a named
-//! network namespace (`/run/netns/ephemerd-<id>-worker`), a veth pair (`edw<id>` here, `eth0` in the
-//! worker) on a /30, and iptables rules tagged `ephemerd-<id>-worker`: NAT for the worker's traffic out,
+//! The link between this machine and a worker, as host objects of one instance: for a namespace worker a
+//! named network namespace (`/run/netns/ephemerd-<id>-worker`) and a veth pair (`edw<id>` here, `eth0`
+//! in the worker), for a VM a tap device (`edw<id>`, which QEMU opens) on a /30, and iptables rules tagged `ephemerd-<id>-worker`: NAT for the worker's traffic out,
 //! forwarding to and from it, and on INPUT from the veth only answers, DNS and the ports
 //! `network.allow_host_ports` names (so a job in the worker reaches no other service of this machine,
 //! even through the worker's NAT). Everything is made again at each boot and found again by its name or
@@ -28,6 +28,8 @@ pub enum LinkError {
 /// The names and addresses of one instance's worker link.
 #[derive(Debug, Clone)]
 pub struct Link {
+    /// A tap device for a VM instead of a veth pair into a namespace.
+    pub tap: bool,
     pub netns: String,
     pub host_if: String,
     pub net: Ipv4Net,
@@ -37,11 +39,17 @@ pub struct Link {
 impl Link {
     pub fn new(instance: &Instance, net: Ipv4Net) -> Self {
         Self {
+            tap: false,
             netns: format!("ephemerd-{}-worker", instance.id()),
             host_if: format!("edw{}", instance.id()),
             net,
             tag: format!("ephemerd-{}-worker", instance.id()),
         }
+    }
+
+    /// The link of a VM: a tap device, no namespace.
+    pub fn tap(instance: &Instance, net: Ipv4Net) -> Self {
+        Self { tap: true, ..Self::new(instance, net) }
     }
 
     /// The default /30 of an instance: one of 10.230.0.0/16, by its id.
@@ -100,17 +108,18 @@ impl Link {
         }
         let (h, w, n) = (self.host_if.as_str(), format!("{}p", self.host_if), self.netns.as_str());
         let host_cidr = format!("{}/30", self.host_ip());
-        let worker_cidr = format!("{}/30", self.worker_ip());
         let gw = self.host_ip().to_string();
-        ip(&["netns", "add", n]).await?;
-        ip(&["link", "add", h, "type", "veth", "peer", "name", &w, "netns", n]).await?;
+        if self.tap {
+            ip(&["tuntap", "add", "dev", h, "mode", "tap"]).await?;
+        } else {
+            ip(&["netns", "add", n]).await?;
+            ip(&["link", "add", h, "type", "veth", "peer", "name", &w, "netns", n]).await?;
+        }
         ip(&["addr", "add", &host_cidr, "dev", h]).await?;
         ip(&["link", "set", h, "up"]).await?;
-        ip(&["-n", n, "link", "set", &w, "name", "eth0"]).await?;
-        ip(&["-n", n, "addr", "add", &worker_cidr, "dev", "eth0"]).await?;
-        ip(&["-n", n, "link", "set", "eth0", "up"]).await?;
-        ip(&["-n", n, "link", "set", "lo", "up"]).await?;
-        ip(&["-n", n, "route", "add", "default", "via", &gw]).await?;
+        if !self.tap {
+            self.up_inside(&w, &gw).await?;
+        }
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
             tracing::warn!(error = %e, "cannot turn on IPv4 forwarding: the worker may not reach out");
         }
@@ -121,6 +130,18 @@ impl Link {
         batch.extend(nat);
         batch.push("COMMIT".into());
         restore(&batch).await?;
+        Ok(())
+    }
+
+    /// The namespace's end: `eth0` with the worker's address, `lo`, the default route.
+    async fn up_inside(&self, peer: &str, gw: &str) -> Result<(), LinkError> {
+        let n = self.netns.as_str();
+        let worker_cidr = format!("{}/30", self.worker_ip());
+        ip(&["-n", n, "link", "set", peer, "name", "eth0"]).await?;
+        ip(&["-n", n, "addr", "add", &worker_cidr, "dev", "eth0"]).await?;
+        ip(&["-n", n, "link", "set", "eth0", "up"]).await?;
+        ip(&["-n", n, "link", "set", "lo", "up"]).await?;
+        ip(&["-n", n, "route", "add", "default", "via", gw]).await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Linux workers this daemon boots and drives over Dispatch. A [`Host`] boots one worker and says whether
 //! it still runs: [`namespace::NamespaceHost`] here on Linux (the stand-in for the WSL distro, in
-//! namespaces and a root of its own); the WSL distro and the VM are its other sides to come.
+//! namespaces and a root of its own), [`vm::VmHost`] (a VM, on Linux under QEMU); the WSL distro is
+//! its other side to come.
 //! [`WorkerTarget`] is the [`Target`](crate::target::Target) over whichever host: it boots the worker
 //! when a job needs it and again after it died, and speaks to it through a
 //! [`RemoteTarget`](crate::dispatch::RemoteTarget).
@@ -12,6 +13,7 @@ pub mod link;
 #[cfg(target_os = "linux")]
 pub mod namespace;
 pub mod target;
+pub mod vm;
 
 pub use target::WorkerTarget;
 
@@ -47,4 +49,48 @@ pub trait Host: Send + Sync {
     fn alive(&self) -> bool;
     /// Stops the worker (gracefully, then hard) and removes every host object of it. Idempotent.
     async fn stop(&self) -> Result<(), HostError>;
+    /// Whether every boot starts from a clean disk (a VM's throwaway overlay), so a worker that is not
+    /// running has left nothing of its jobs to reconcile.
+    fn clean_each_boot(&self) -> bool {
+        false
+    }
+    /// Whether anything of a worker is on this machine (a crashed daemon's, for `ephemerd cleanup`).
+    async fn present(&self) -> bool;
+}
+
+/// A host, and a line saying what it is.
+pub type Described = (std::sync::Arc<dyn Host>, String);
+
+/// The worker `cfg` asks for (`None` for local jobs), and a line saying what it is.
+#[cfg(target_os = "linux")]
+pub fn host_of(
+    cfg: &crate::config::Config,
+    dirs: &crate::platform::DataDirs,
+    log_level: &str,
+) -> Result<Option<Described>, HostError> {
+    use crate::config::{VmAccel, WorkerMode};
+    match cfg.worker.mode {
+        WorkerMode::Local => Ok(None),
+        WorkerMode::Namespace => {
+            let host = namespace::NamespaceHost::new(cfg, dirs, log_level)?;
+            let what = format!("a namespace worker on {}", host.link().net);
+            Ok(Some((std::sync::Arc::new(host), what)))
+        }
+        WorkerMode::Vm => {
+            let dir = cfg.worker.vm_image.clone().unwrap_or_default();
+            let set = vm::qemu::BootSet::in_dir(&dir)?;
+            let want = match cfg.worker.accel {
+                VmAccel::Auto => None,
+                VmAccel::Kvm => Some(vm::qemu::Accel::Kvm),
+                VmAccel::Tcg => Some(vm::qemu::Accel::Tcg),
+            };
+            let (accel, why) = vm::qemu::pick_accel(want);
+            let id = crate::runtime::instance::Instance::of(dirs).id().to_string();
+            let qemu = vm::qemu::QemuVm::new(dirs.root.join("vm"), format!("ephemerd-{id}-vm"), set, accel);
+            let host = vm::VmHost::new(Box::new(qemu), cfg, dirs, log_level)?;
+            let what = format!("a worker VM under QEMU with {why}, on {}", host.link().net);
+            Ok(Some((std::sync::Arc::new(host), what)))
+        }
+        WorkerMode::Wsl => Err(HostError::Start("worker.mode \"wsl\" is not built yet".into())),
+    }
 }

@@ -25,7 +25,7 @@ use crate::runtime::instance::Instance;
 /// The worker's Dispatch port on its end of the link.
 pub const PORT: u16 = 7411;
 /// Where the runner tree is in the worker.
-const RUNNER_IN: &str = "/opt/ephemerd/runner";
+pub const RUNNER_IN: &str = "/opt/ephemerd/runner";
 /// How long a boot may take (the image imports come first).
 const BOOT_WAIT: Duration = Duration::from_secs(180);
 /// How long a stopping worker gets before it is killed.
@@ -303,6 +303,10 @@ impl Host for NamespaceHost {
         c.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    async fn present(&self) -> bool {
+        self.link.present().await || self.orphan().is_some()
+    }
+
     async fn stop(&self) -> Result<(), HostError> {
         let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut child) = child {
@@ -331,7 +335,7 @@ type SpawnRequest = (tokio::process::Command, std::sync::mpsc::SyncSender<std::i
 /// Spawns `cmd` from a thread that lasts as long as the process. The death signal a child asks for
 /// (`PR_SET_PDEATHSIG`) follows the thread that forked it, and a runtime thread may end (a blocking-pool
 /// thread after it idles): the worker must die with the daemon, not with that thread.
-fn spawn_on_lasting_thread(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+pub(crate) fn spawn_on_lasting_thread(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
     static SPAWNER: std::sync::OnceLock<std::io::Result<std::sync::mpsc::Sender<SpawnRequest>>> =
         std::sync::OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -351,7 +355,7 @@ fn spawn_on_lasting_thread(cmd: tokio::process::Command) -> std::io::Result<toki
     answer.recv().map_err(|_| std::io::Error::other("the spawner thread has gone"))?
 }
 
-fn sha256_file(p: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(p: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(p)?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h)?;

@@ -30,6 +30,8 @@ pub struct WorkerTarget {
     booting: tokio::sync::Mutex<()>,
     /// Each job's boot.
     jobs: Mutex<HashMap<String, (u64, Arc<RemoteTarget>)>>,
+    /// When the worker last had work (a job began or ended, an image was prepared).
+    busy_at: Mutex<std::time::Instant>,
 }
 
 impl WorkerTarget {
@@ -42,6 +44,37 @@ impl WorkerTarget {
             boots: Mutex::new(0),
             booting: tokio::sync::Mutex::new(()),
             jobs: Mutex::default(),
+            busy_at: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn touch(&self) {
+        *self.busy_at.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Stops the worker once it has had no job for `idle`, for as long as the daemon runs (a task of its
+    /// own); the next job boots it again.
+    pub async fn stop_when_idle(self: Arc<Self>, idle: std::time::Duration) {
+        let tick = idle.min(std::time::Duration::from_secs(1));
+        loop {
+            tokio::time::sleep(tick).await;
+            let idle_for = self.busy_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+            if idle_for < idle
+                || self.live().is_none()
+                || !self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+            {
+                continue;
+            }
+            let _one = self.booting.lock().await;
+            let idle_for = self.busy_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+            if idle_for < idle || !self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                continue;
+            }
+            tracing::info!(worker = self.host.kind(), idle_s = idle_for.as_secs(), "the worker is idle: stopping it");
+            self.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Err(e) = self.host.stop().await {
+                tracing::warn!(worker = self.host.kind(), error = %e, "cannot stop the idle worker");
+            }
         }
     }
 
@@ -57,6 +90,7 @@ impl WorkerTarget {
 
     /// The running worker, booted first if there is none.
     async fn worker(&self) -> Result<(u64, Arc<RemoteTarget>), TargetError> {
+        self.touch();
         if let Some(w) = self.live() {
             return Ok(w);
         }
@@ -118,6 +152,7 @@ impl Target for WorkerTarget {
         let (n, remote) = self.live().ok_or_else(|| self.gone("begin", "the worker has stopped"))?;
         let dir = remote.begin(id, image)?;
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (n, remote));
+        self.touch();
         Ok(dir)
     }
 
@@ -167,6 +202,7 @@ impl Target for WorkerTarget {
             }
         }
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.touch();
         Ok(())
     }
 
@@ -178,6 +214,10 @@ impl Target for WorkerTarget {
     }
 
     async fn reconcile(&self, live: &HashSet<String>) -> Result<Reconciled, TargetError> {
+        if self.live().is_none() && self.host.clean_each_boot() {
+            // No worker runs, and the next boots clean: nothing of a job is left to remove.
+            return Ok(Reconciled::default());
+        }
         self.worker().await?.1.reconcile(live).await
     }
 

@@ -1,0 +1,232 @@
+//! [`VmHost`]: the [`Host`] that boots the worker as a VM through a [`LinuxVm`]. Per boot it makes the
+//! host disk if its inputs changed, writes the one-shot config disk (token, address, resolvers, the
+//! worker's config), brings the instance's tap link up, starts the VM and waits until the worker listens;
+//! then it deletes the config disk. Stopping stops the VM (deleting its overlay) and takes the link down.
+//! Files live in `DATA/vm`: host.img (kept), console.log (the last boot's console), and while a VM runs
+//! its overlay, QMP socket and pid file.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::boot::BootConfig;
+use super::{LinuxVm, VmSpec, VmState, hostdisk};
+use crate::config::{Config, Ipv4Net};
+use crate::dispatch::auth::Token;
+use crate::platform::DataDirs;
+use crate::runtime::instance::Instance;
+use crate::worker::link::Link;
+use crate::worker::namespace::{PORT, worker_config};
+use crate::worker::{Booted, Host, HostError};
+
+/// How long a boot may take before the worker listens (TCG is slow; image imports come first).
+const BOOT_WAIT: Duration = Duration::from_secs(300);
+
+pub struct VmHost {
+    vm: Box<dyn LinuxVm>,
+    dirs: DataDirs,
+    link: Link,
+    cpus: u32,
+    memory_mib: u64,
+    runner_dir: Option<PathBuf>,
+    images: Vec<PathBuf>,
+    worker_config: String,
+    dns: Vec<Ipv4Addr>,
+    host_ports: Vec<u16>,
+    log_level: String,
+    data_in: String,
+    state: Mutex<VmState>,
+}
+
+impl VmHost {
+    /// The VM worker of the instance at `dirs`, run by `vm`, as `cfg` configures it.
+    pub fn new(vm: Box<dyn LinuxVm>, cfg: &Config, dirs: &DataDirs, log_level: &str) -> Result<Self, HostError> {
+        let instance = Instance::of(dirs);
+        let net = match &cfg.worker.link {
+            Some(l) => Ipv4Net::parse(l).map_err(HostError::Io)?,
+            None => Link::default_net(&instance),
+        };
+        let link = Link::tap(&instance, net);
+        let dns = crate::runtime::network::resolvers(&cfg.network.dns);
+        Ok(Self {
+            vm,
+            dirs: dirs.clone(),
+            worker_config: worker_config(cfg, &link, &dns),
+            link,
+            cpus: cfg.worker.cpus,
+            memory_mib: cfg.worker.memory.0 >> 20,
+            runner_dir: cfg.runner.dir.clone(),
+            images: cfg.worker.images.clone(),
+            dns,
+            host_ports: cfg.network.allow_host_ports.clone(),
+            log_level: log_level.to_string(),
+            data_in: format!("/var/lib/ephemerd/{}", instance.id()),
+            state: Mutex::new(VmState::Stopped),
+        })
+    }
+
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.vm.backend()
+    }
+
+    pub fn state(&self) -> VmState {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_state(&self, s: VmState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dirs.root.join("vm")
+    }
+
+    pub fn console_log(&self) -> PathBuf {
+        self.dir().join("console.log")
+    }
+
+    fn boot_disk(&self) -> PathBuf {
+        self.dir().join("boot.img")
+    }
+
+    /// The files of a running VM (its overlay, QMP socket and pid file) and its config disk.
+    pub fn running_files(&self) -> Vec<PathBuf> {
+        let mut f = self.vm.files();
+        f.push(self.boot_disk());
+        f
+    }
+
+    fn console_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.console_log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(6)..].join(" | ")
+    }
+
+    fn write_boot_disk(&self, token: &Token, imports: Vec<String>) -> Result<(), HostError> {
+        let cfg = BootConfig {
+            token: token.expose_hex(),
+            address: self.link.worker_ip(),
+            prefix: self.link.net.prefix,
+            gateway: self.link.host_ip(),
+            dns: self.dns.clone(),
+            hostname: crate::worker::enter::HOSTNAME.into(),
+            port: PORT,
+            data_dir: self.data_in.clone(),
+            config: self.worker_config.clone(),
+            log_level: self.log_level.clone(),
+            imports,
+            time_nanos: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or_default(),
+        };
+        let bytes = cfg.to_disk().map_err(|e| HostError::Start(e.to_string()))?;
+        let path = self.boot_disk();
+        let io = |e: std::io::Error| HostError::Io(format!("writing {}: {e}", path.display()));
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        Ok(())
+    }
+
+    async fn boot_inner(&self) -> Result<Booted, HostError> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
+        let exe = std::env::current_exe().map_err(|e| HostError::Start(format!("cannot find our own binary: {e}")))?;
+        let inputs = hostdisk::Inputs { exe: &exe, runner: self.runner_dir.as_deref(), images: &self.images };
+        let host_disk = dir.join("host.img");
+        hostdisk::ensure(&host_disk, &inputs).await?;
+        let token = Token::generate();
+        self.write_boot_disk(&token, inputs.imports())?;
+        self.link.up(&self.dns, &self.host_ports).await?;
+        let spec = VmSpec {
+            cpus: self.cpus,
+            memory_mib: self.memory_mib,
+            host_disk,
+            boot_disk: self.boot_disk(),
+            console: self.console_log(),
+            tap: self.link.host_if.clone(),
+        };
+        self.vm.start(&spec).await?;
+        let addr = format!("{}:{PORT}", self.link.worker_ip());
+        let deadline = tokio::time::Instant::now() + BOOT_WAIT;
+        loop {
+            if let Err(why) = self.vm.running() {
+                let said = self.vm.exit_reason().await;
+                return Err(HostError::Start(format!(
+                    "the VM stopped while booting ({why}; {said}): {}",
+                    self.console_tail()
+                )));
+            }
+            let dial = tokio::net::TcpStream::connect(&addr);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), dial).await {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(HostError::Start(format!(
+                    "the worker in the VM did not listen within {} s: {}",
+                    BOOT_WAIT.as_secs(),
+                    self.console_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The guest read and zeroed its config before its worker listened.
+        let _ = std::fs::remove_file(self.boot_disk());
+        Ok(Booted { addr, token })
+    }
+}
+
+#[async_trait::async_trait]
+impl Host for VmHost {
+    fn kind(&self) -> &'static str {
+        "worker VM"
+    }
+
+    async fn boot(&self) -> Result<Booted, HostError> {
+        self.stop().await?;
+        self.set_state(VmState::Booting);
+        let started = std::time::Instant::now();
+        match self.boot_inner().await {
+            Ok(b) => {
+                self.set_state(VmState::Ready);
+                tracing::info!(addr = %b.addr, backend = self.vm.backend(), ms = started.elapsed().as_millis() as u64, "worker VM up");
+                Ok(b)
+            }
+            Err(e) => {
+                let _ = self.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.vm.running().is_ok()
+    }
+
+    fn clean_each_boot(&self) -> bool {
+        true
+    }
+
+    async fn present(&self) -> bool {
+        self.link.present().await || self.running_files().iter().any(|f| f.exists())
+    }
+
+    async fn stop(&self) -> Result<(), HostError> {
+        if self.state() != VmState::Stopped {
+            self.set_state(VmState::Stopping);
+        }
+        let r = self.vm.stop().await;
+        let _ = std::fs::remove_file(self.boot_disk());
+        self.link.down().await?;
+        self.set_state(VmState::Stopped);
+        r
+    }
+}

@@ -87,3 +87,67 @@ async fn github_jobs_run_in_containers_in_one_vm_boot_their_logs_stream_and_the_
     assert!(!d.log().contains(TOKEN), "no secret in the log");
     d.assert_clean();
 }
+
+fn qemu_pid(d: &Daemon) -> Option<i32> {
+    std::fs::read_to_string(d.data.path().join("vm/qemu.pid")).ok()?.trim().parse().ok()
+}
+
+fn log_of(d: &Daemon, id: u64) -> String {
+    String::from_utf8_lossy(&d.ctl(&["logs", &id.to_string()]).stdout).into_owned()
+}
+
+fn registrations(fake: &FakeGithub) -> usize {
+    fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_token_is_refused_and_a_killed_qemu_or_daemon_loses_its_jobs_once_and_leaves_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _s = serial();
+    let (fake, port) = fake_for_vm().await;
+    let (_, lost) = fake.queue_script("octo-org/app", "lost", &["self-hosted"], "echo holding; sleep 1000");
+    let mut d = Daemon::prepare(&fake, port, &format!("[scheduler]\nmax_concurrent = 2\n{}", vm_section("5m")));
+    d.start();
+    wait_until("the job to run in the VM", BOOT, || log_of(&d, lost).contains("holding"), &d).await;
+
+    // Anyone but the daemon (a wrong token) is refused by the VM's worker; the daemon's own job runs.
+    let dirs = ephemerd::platform::DataDirs::new(short_tempdir().path());
+    dirs.create().unwrap();
+    let store = ephemerd::store::Store::open(&dirs.journal()).unwrap();
+    let guess = ephemerd::dispatch::auth::Token::generate();
+    let refused = ephemerd::dispatch::RemoteTarget::connect("10.230.78.2:7411", guess, dirs, store).await;
+    let e = refused.err().expect("a wrong token is refused").to_string();
+    assert!(e.contains("hello") && e.to_lowercase().contains("token"), "{e}");
+
+    // QEMU killed mid-job: that job fails with the reason and is not taken again; the next job boots a fresh VM.
+    let first = qemu_pid(&d).expect("QEMU's pid file");
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    wait_until("the job to fail", Duration::from_secs(60), || d.log().contains("the worker died while job"), &d).await;
+    let (_, after) = fake.queue_script("octo-org/app", "after", &["self-hosted"], "echo after-the-crash");
+    let done = |id: u64| fake.jobs().iter().any(|j| j["id"] == id && j["status"] == "completed");
+    wait_until("the next job", BOOT, || done(after), &d).await;
+    assert_ne!(qemu_pid(&d), Some(first), "a fresh VM");
+    assert_eq!(fake.jobs().iter().find(|j| j["id"] == after).unwrap()["conclusion"], "success");
+    assert!(log_of(&d, after).contains("after-the-crash"));
+    assert_eq!(registrations(&fake), 2, "one runner per job, the lost one not taken twice");
+    fake.lose_busy_runners();
+
+    // The daemon killed mid-job: its VM dies with it; a restart leaves nothing of it and runs the queue.
+    let (_, held) = fake.queue_script("octo-org/app", "held", &["self-hosted"], "echo held; sleep 1000");
+    wait_until("the held job to run", BOOT, || log_of(&d, held).contains("held"), &d).await;
+    let mut child = d.child.take().unwrap();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    wait_until("the VM to die with the daemon", Duration::from_secs(30), || !qemu_running(&d), &d).await;
+    let (_, quick) = fake.queue_script("octo-org/app", "quick", &["self-hosted"], "echo quick");
+    d.start();
+    fake.lose_busy_runners();
+    wait_until("the queued job after the restart", BOOT, || done(quick), &d).await;
+    assert_eq!(registrations(&fake), 4, "no job taken twice");
+    wait_until("every runner deregistered", Duration::from_secs(60), || fake.runners("octo-org/app").is_empty(), &d)
+        .await;
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    assert!(!d.log().contains(TOKEN), "no secret in the log");
+    d.assert_clean();
+}

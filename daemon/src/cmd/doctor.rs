@@ -229,6 +229,51 @@ fn disk(dirs: &DataDirs) -> Check {
     }
 }
 
+/// With `[worker] mode = "vm"`: QEMU, the boot set, and whether KVM or TCG runs the VM (and why).
+fn worker_vm(cfg: &Config) -> Vec<Check> {
+    use ephemerd::config::{VmAccel, WorkerMode};
+    use ephemerd::worker::vm::qemu::{Accel, BootSet, pick_accel};
+    if cfg.worker.mode != WorkerMode::Vm {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (bin, pkg) in [("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils")] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(bin))
+            .find(|p| p.is_file());
+        out.push(match found {
+            Some(p) => check(bin, Level::Ok, format!("{} ({})", version(&p), p.display()), None),
+            None => check(bin, Level::Fail, "not found", Some(&format!("apt install {pkg}"))),
+        });
+    }
+    let dir = cfg.worker.vm_image.clone().unwrap_or_default();
+    out.push(match BootSet::in_dir(&dir) {
+        Ok(_) => check("VM boot set", Level::Ok, dir.display().to_string(), None),
+        Err(e) => check(
+            "VM boot set",
+            Level::Fail,
+            e.to_string(),
+            Some("sudo rootfs/build-vm-image.sh, then set worker.vm_image"),
+        ),
+    });
+    let want = match cfg.worker.accel {
+        VmAccel::Auto => None,
+        VmAccel::Kvm => Some(Accel::Kvm),
+        VmAccel::Tcg => Some(Accel::Tcg),
+    };
+    let (accel, why) = pick_accel(want);
+    out.push(match accel {
+        Accel::Kvm => check("VM accelerator", Level::Ok, why, None),
+        Accel::Tcg => check(
+            "VM accelerator",
+            Level::Warn,
+            why,
+            Some("jobs in the VM run many times slower: enable hardware virtualization (VT-x/AMD-V) for KVM"),
+        ),
+    });
+    out
+}
+
 fn keyring() -> Check {
     match Keyring.get("github:ephemerd-doctor-probe") {
         Ok(_) => check("keyring", Level::Ok, "the OS keyring answers", None),
@@ -341,6 +386,7 @@ pub async fn run(cfg: &Config, dirs: &DataDirs, socket: &Path, json_out: bool) -
     checks.push(seccomp(cfg));
     checks.push(bridge(cfg, dirs));
     checks.push(disk(dirs));
+    checks.extend(worker_vm(cfg));
     checks.push(
         tokio::task::spawn_blocking(keyring)
             .await

@@ -23,6 +23,22 @@ use crate::target::{LaunchSpec, ProgressFn, Target, TargetError};
 
 type Client = DispatchClient<InterceptedService<Channel, Bearer>>;
 
+/// Whether a worker at `addr` answers Hello with `token` within `wait` (a booting worker's readiness).
+pub async fn answers_hello(addr: &str, token: &Token, wait: Duration) -> Result<(), String> {
+    let ask = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(wait)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = DispatchClient::with_interceptor(channel, Bearer::new(Arc::new(token.clone())));
+        client.hello(d::HelloRequest { version: VERSION }).await.map_err(|s| s.message().to_string())?;
+        Ok(())
+    };
+    tokio::time::timeout(wait, ask).await.map_err(|_| format!("no answer in {} ms", wait.as_millis()))?
+}
+
 /// What the daemon knows of one of the worker's jobs.
 #[derive(Default)]
 struct Tracked {
@@ -52,6 +68,10 @@ impl RemoteTarget {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| err("connect", e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
+            // A worker that vanishes without a reset (a VM killed) is noticed.
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
             .connect()
             .await
             .map_err(|e| err("connect", format!("{e}: is the worker running?")))?;

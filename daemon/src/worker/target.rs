@@ -166,12 +166,26 @@ impl Target for WorkerTarget {
 
     async fn wait(&self, id: &str) -> Result<Exit, TargetError> {
         let remote = self.of(id, "wait job")?;
-        match remote.wait(id).await {
-            Err(e) if !self.host.alive() => {
-                tracing::debug!(error = %e, "waiting for a job of a worker that died");
-                Err(self.gone("wait job", format!("the worker died while job {id} ran; the job is lost")))
+        let died = || self.gone("wait job", format!("the worker died while job {id} ran; the job is lost"));
+        // A VM that dies leaves its connection silent (no reset comes from a kernel that is gone): watch
+        // the host too.
+        let waiting = remote.wait(id);
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                r = &mut waiting => return match r {
+                    Err(e) if !self.host.alive() => {
+                        tracing::debug!(error = %e, "waiting for a job of a worker that died");
+                        Err(died())
+                    }
+                    r => r,
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if !self.host.alive() {
+                        return Err(died());
+                    }
+                }
             }
-            r => r,
         }
     }
 

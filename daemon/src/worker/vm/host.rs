@@ -1,7 +1,7 @@
 //! [`VmHost`]: the [`Host`] that boots the worker as a VM through a [`LinuxVm`]. Per boot it makes the
 //! host disk if its inputs changed, writes the one-shot config disk (token, address, resolvers, the
 //! worker's config), brings the instance's tap link up, starts the VM and waits until the worker listens;
-//! then it deletes the config disk. Stopping stops the VM (deleting its overlay) and takes the link down.
+//! then (once the worker answers Hello with the token) it deletes the config disk. Stopping stops the VM (deleting its overlay) and takes the link down.
 //! Files live in `DATA/vm`: host.img (kept), console.log (the last boot's console), and while a VM runs
 //! its overlay, QMP socket and pid file.
 
@@ -22,7 +22,7 @@ use crate::worker::link::Link;
 use crate::worker::namespace::{PORT, worker_config};
 use crate::worker::{Booted, Host, HostError};
 
-/// How long a boot may take before the worker listens (TCG is slow; image imports come first).
+/// How long a boot may take before the worker answers (TCG is slow; image imports come first).
 const BOOT_WAIT: Duration = Duration::from_secs(300);
 
 pub struct VmHost {
@@ -38,6 +38,8 @@ pub struct VmHost {
     host_ports: Vec<u16>,
     log_level: String,
     data_in: String,
+    /// The binary the VM runs (by default our own).
+    exe: Option<PathBuf>,
     state: Mutex<VmState>,
 }
 
@@ -64,8 +66,15 @@ impl VmHost {
             host_ports: cfg.network.allow_host_ports.clone(),
             log_level: log_level.to_string(),
             data_in: format!("/var/lib/ephemerd/{}", instance.id()),
+            exe: None,
             state: Mutex::new(VmState::Stopped),
         })
+    }
+
+    /// Runs `exe` in the VM instead of our own binary (a bench or test harness is not `ephemerd`).
+    pub fn with_binary(mut self, exe: PathBuf) -> Self {
+        self.exe = Some(exe);
+        self
     }
 
     pub fn link(&self) -> &Link {
@@ -139,7 +148,12 @@ impl VmHost {
     async fn boot_inner(&self) -> Result<Booted, HostError> {
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
-        let exe = std::env::current_exe().map_err(|e| HostError::Start(format!("cannot find our own binary: {e}")))?;
+        let exe = match &self.exe {
+            Some(e) => e.clone(),
+            None => {
+                std::env::current_exe().map_err(|e| HostError::Start(format!("cannot find our own binary: {e}")))?
+            }
+        };
         let inputs = hostdisk::Inputs { exe: &exe, runner: self.runner_dir.as_deref(), images: &self.images };
         let host_disk = dir.join("host.img");
         hostdisk::ensure(&host_disk, &inputs).await?;
@@ -165,8 +179,9 @@ impl VmHost {
                     self.console_tail()
                 )));
             }
-            let dial = tokio::net::TcpStream::connect(&addr);
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), dial).await {
+            // Ready when the worker answers Hello with the boot's token: its containerd is up and its
+            // images imported.
+            if crate::dispatch::client::answers_hello(&addr, &token, Duration::from_secs(2)).await.is_ok() {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -259,7 +259,7 @@ impl LinuxVm for QemuVm {
     }
 
     async fn stop(&self) -> Result<(), HostError> {
-        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
         let pid = child.as_ref().and_then(|c| c.id()).map(|p| p as i32).or_else(|| self.orphan());
         if let Some(pid) = pid {
             if child.is_none() {
@@ -268,14 +268,23 @@ impl LinuxVm for QemuVm {
             if let Err(e) = self.quit().await {
                 tracing::debug!(error = %e, "QMP quit");
             }
-            if !Self::gone(pid, QUIT_WAIT).await {
+            // Our own child stays a zombie (its /proc entry there) until it is waited for.
+            let exited = match child.as_mut() {
+                Some(c) => tokio::time::timeout(QUIT_WAIT, c.wait()).await.is_ok(),
+                None => Self::gone(pid, QUIT_WAIT).await,
+            };
+            if !exited {
                 tracing::warn!(pid, "QEMU did not quit in {} s: killing it", QUIT_WAIT.as_secs());
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-                Self::gone(pid, QUIT_WAIT).await;
+                match child.as_mut() {
+                    Some(c) => {
+                        let _ = c.wait().await;
+                    }
+                    None => {
+                        Self::gone(pid, QUIT_WAIT).await;
+                    }
+                }
             }
-        }
-        if let Some(mut c) = child {
-            let _ = c.wait().await;
         }
         for f in [self.overlay(), self.qmp_path(), self.pid_path()] {
             match std::fs::remove_file(&f) {

@@ -1,0 +1,137 @@
+//! Worker VM benchmark (prints figures; asserts nothing). Run as root, after `rootfs/build-vm-image.sh`:
+//!
+//! ```sh
+//! cargo build --release -p ephemerd && cargo bench -p ephemerd-e2e --bench vm
+//! ```
+//!
+//! 1. Cold boot → Dispatch ready: from `VmHost::boot` (host disk, config disk, tap, QEMU) until the worker
+//!    in the VM answers Hello with its token, its image archives imported; and the accelerator in use.
+//! 2. Per-job cost, VM vs local, side by side: one job of `/bin/true` through `target::launch` on a
+//!    `LocalTarget` and on a `RemoteTarget` to the VM's worker, interleaved, N runs each; medians.
+//! 3. The idle VM's resident memory (the QEMU process) after 10 s idle, and after the stop (no process).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ephemerd::config::Config;
+use ephemerd::dispatch::RemoteTarget;
+use ephemerd::platform::DataDirs;
+use ephemerd::runtime::binaries::SearchPath;
+use ephemerd::runtime::containerd::{Binaries, Containerd, Supervisor};
+use ephemerd::runtime::{Runtime, new_job_id};
+use ephemerd::store::Store;
+use ephemerd::target::{LaunchSpec, LocalTarget, Target, launch};
+use ephemerd::worker::Host;
+use ephemerd::worker::vm::VmHost;
+use ephemerd::worker::vm::qemu::{BootSet, QemuVm, pick_accel};
+use ephemerd_e2e::{JOB_IMAGE, ephemerd_bin, job_image_archive, short_tempdir, vm_image};
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn one_job(target: &Arc<dyn Target>, image: &str) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let setup =
+        |_: &ephemerd::target::Job| Ok(LaunchSpec { args: Some(vec!["/bin/true".into()]), ..Default::default() });
+    let launched =
+        launch(
+            target.clone(),
+            new_job_id(),
+            image.to_string(),
+            setup,
+            |job| async move { job.target.wait(&job.id).await },
+        )
+        .await;
+    launched.destroyed?;
+    let exit = launched.outcome??;
+    anyhow::ensure!(exit.code == 0, "job exited {}", exit.code);
+    Ok(t.elapsed())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn bench(runs: usize) -> anyhow::Result<()> {
+    let vm_dir = short_tempdir();
+    let vm_dirs = DataDirs::new(vm_dir.path());
+    vm_dirs.create()?;
+    let cfg = Config::parse(&format!(
+        "[network]\nsubnet = \"10.234.0.0/24\"\n[limits]\nmemory = \"256MiB\"\n[worker]\nmode = \"vm\"\n\
+         vm_image = \"{}\"\nimages = [\"{}\"]\nlink = \"10.230.79.0/30\"\ncpus = 2\nmemory = \"1536MiB\"\n",
+        vm_image()?.display(),
+        job_image_archive()?.display()
+    ))
+    .map_err(anyhow::Error::msg)?;
+    let (accel, why) = pick_accel(None);
+    let qemu = QemuVm::new(vm_dirs.root.join("vm"), "ephemerd-bench-vm".into(), BootSet::in_dir(&vm_image()?)?, accel);
+    let host = VmHost::new(Box::new(qemu), &cfg, &vm_dirs, "warn")?.with_binary(ephemerd_bin());
+    // The host disk is made once per binary: make it before the timed boot, as a second boot finds it.
+    host.boot().await?;
+    host.stop().await?;
+    let t = Instant::now();
+    let booted = host.boot().await?;
+    let listening = t.elapsed();
+    let remote =
+        RemoteTarget::connect(&booted.addr, booted.token, vm_dirs.clone(), Store::open(&vm_dirs.journal())?).await?;
+    let ready = t.elapsed();
+    println!("worker VM under {why}");
+    println!("  cold boot → worker listening:          {:>8.1} ms", ms(listening));
+    println!("  cold boot → Dispatch Hello answered:   {:>8.1} ms (the job image archive imported)", ms(ready));
+    let remote: Arc<dyn Target> = Arc::new(remote);
+
+    let local_dir = short_tempdir();
+    let local_cfg =
+        Config::parse("[network]\nbridge = \"edbench1\"\nsubnet = \"10.235.0.0/24\"\n[limits]\nmemory = \"256MiB\"\n")
+            .map_err(anyhow::Error::msg)?;
+    let dirs = DataDirs::new(local_dir.path());
+    let sup =
+        Supervisor::start(&dirs, Binaries::find(&SearchPath::for_executables(None))?, Duration::from_secs(30)).await?;
+    let ctr = Containerd::connect(sup.socket()).await?;
+    let rt = Arc::new(Runtime::new(&local_cfg, dirs.clone(), ctr, Store::open(&dirs.journal())?)?);
+    rt.images.import(&job_image_archive()?, &|_| {}).await?;
+    let local: Arc<dyn Target> = Arc::new(LocalTarget::new(rt.clone()));
+    let (li, ri) = (local.prepare_image(JOB_IMAGE, &|_| {}).await?, remote.prepare_image(JOB_IMAGE, &|_| {}).await?);
+    let (mut l, mut r) = (Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let a = one_job(&local, &li).await?;
+        let b = one_job(&remote, &ri).await?;
+        if i > 0 {
+            l.push(a);
+            r.push(b);
+        }
+    }
+    let (l, r) = (median(&mut l), median(&mut r));
+    println!("one job of /bin/true through target::launch, {runs} interleaved runs each");
+    println!("  local (LocalTarget):              median {:>8.1} ms", ms(l));
+    println!("  in the VM (RemoteTarget → VM):    median {:>8.1} ms", ms(r));
+    println!("  VM overhead: {:+.1} ms per job ({:.2}x)", ms(r) - ms(l), r.as_secs_f64() / l.as_secs_f64());
+
+    drop(remote);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pid: u32 = std::fs::read_to_string(vm_dirs.root.join("vm/qemu.pid"))?.trim().parse()?;
+    println!("idle VM (QEMU, after 10 s idle): {:.1} MiB resident", rss_kib(pid) as f64 / 1024.0);
+    host.stop().await?;
+    let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+    println!("stopped VM: {} (0 MiB resident)", if gone { "no QEMU process" } else { "QEMU still runs!" });
+    rt.shutdown().await?;
+    sup.stop().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let runs = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(runs))
+}

@@ -10,46 +10,19 @@
 //! 2. The idle worker: resident memory of the worker and its containerd, and their CPU over 10 s idle.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ephemerd::config::Config;
 use ephemerd::dispatch::RemoteTarget;
 use ephemerd::platform::DataDirs;
+use ephemerd::runtime::Runtime;
 use ephemerd::runtime::binaries::SearchPath;
 use ephemerd::runtime::containerd::{Binaries, Containerd, Supervisor};
-use ephemerd::runtime::{Runtime, new_job_id};
 use ephemerd::store::Store;
-use ephemerd::target::{LaunchSpec, LocalTarget, Target, launch};
+use ephemerd::target::{LocalTarget, Target};
+use ephemerd_e2e::bench::{median, ms, one_job, rss_kib};
 use ephemerd_e2e::worker::WorkerProc;
 use ephemerd_e2e::{JOB_IMAGE, job_image_archive, short_tempdir};
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-async fn one_job(target: &Arc<dyn Target>, image: &str) -> anyhow::Result<Duration> {
-    let t = Instant::now();
-    let setup =
-        |_: &ephemerd::target::Job| Ok(LaunchSpec { args: Some(vec!["/bin/true".into()]), ..Default::default() });
-    let launched =
-        launch(
-            target.clone(),
-            new_job_id(),
-            image.to_string(),
-            setup,
-            |job| async move { job.target.wait(&job.id).await },
-        )
-        .await;
-    launched.destroyed?;
-    let exit = launched.outcome??;
-    anyhow::ensure!(exit.code == 0, "job exited {}", exit.code);
-    Ok(t.elapsed())
-}
 
 /// `pid` and all its descendants (a child is listed under the thread that made it).
 fn tree(pid: u32) -> Vec<u32> {
@@ -64,16 +37,6 @@ fn tree(pid: u32) -> Vec<u32> {
         i += 1;
     }
     out
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn cpu_ticks(pid: u32) -> u64 {

@@ -2,6 +2,7 @@
 //! OCI registry (Debian's `docker-registry`) on loopback, a supervised containerd in a temp data dir, and
 //! the check that nothing of ours is left behind. The tests themselves are in `tests/tests/`.
 
+pub mod bench;
 pub mod daemon;
 pub mod fake_github;
 pub mod rig;

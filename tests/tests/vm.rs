@@ -1,6 +1,7 @@
 //! `[worker] mode = "vm"` end to end: the daemon boots the worker rootfs as a VM under QEMU (KVM where this
 //! machine has hardware virtualization, TCG otherwise) when the first job arrives, dispatches the fake
-//! GitHub's jobs to it, streams their logs back, and stops the VM once it idles, leaving nothing.
+//! GitHub's jobs to it, streams their logs back, and stops the VM once it idles, leaving nothing. Faults: a
+//! wrong token, a paused VM's clock (set back before the next job), kill -9 of QEMU and of the daemon.
 
 // Each test holds the serial guard for its whole run: holding it across awaits is the point.
 #![allow(clippy::await_holding_lock)]
@@ -96,12 +97,33 @@ fn log_of(d: &Daemon, id: u64) -> String {
     String::from_utf8_lossy(&d.ctl(&["logs", &id.to_string()]).stdout).into_owned()
 }
 
+/// Runs one QMP command on the VM's QMP socket (the daemon's; root only).
+fn qmp(d: &Daemon, command: &str) {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = std::os::unix::net::UnixStream::connect(d.data.path().join("vm/qmp.sock")).unwrap();
+    let mut lines = BufReader::new(sock.try_clone().unwrap());
+    let mut line = String::new();
+    lines.read_line(&mut line).unwrap();
+    assert!(line.contains("QMP"), "{line}");
+    for c in ["qmp_capabilities", command] {
+        writeln!(&sock, "{{\"execute\": \"{c}\"}}").unwrap();
+        loop {
+            line.clear();
+            lines.read_line(&mut line).unwrap();
+            if line.contains("\"return\"") {
+                break;
+            }
+            assert!(!line.contains("\"error\"") && !line.is_empty(), "QMP {c}: {line}");
+        }
+    }
+}
+
 fn registrations(fake: &FakeGithub) -> usize {
     fake.seen().iter().filter(|r| r.path_and_query.ends_with("generate-jitconfig")).count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_wrong_token_is_refused_and_a_killed_qemu_or_daemon_loses_its_jobs_once_and_leaves_nothing() {
+async fn a_wrong_token_is_refused_a_paused_guest_gets_its_clock_back_and_a_killed_qemu_or_daemon_loses_its_jobs_once() {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     let _s = serial();
@@ -133,6 +155,19 @@ async fn a_wrong_token_is_refused_and_a_killed_qemu_or_daemon_loses_its_jobs_onc
     assert_eq!(registrations(&fake), 2, "one runner per job, the lost one not taken twice");
     fake.lose_busy_runners();
 
+    // The guest's clock stands still while the VM is paused (as over a host suspend): the next job finds
+    // it set back to this machine's.
+    qmp(&d, "stop");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    qmp(&d, "cont");
+    let (_, clocked) = fake.queue_script("octo-org/app", "clock", &["self-hosted"], "echo clock=$(date +%s)");
+    wait_until("the clock job", BOOT, || done(clocked), &d).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let text = log_of(&d, clocked);
+    let guest: i64 = text.lines().find_map(|l| l.split("clock=").nth(1)).and_then(|v| v.trim().parse().ok()).unwrap();
+    assert!(d.log().contains("the worker's clock was off: set it to ours"), "the pause put it behind: {}", d.log());
+    assert!((now - guest).abs() <= 8, "the job saw this machine's time: guest {guest}, here {now}");
+
     // The daemon killed mid-job: its VM dies with it; a restart leaves nothing of it and runs the queue.
     let (_, held) = fake.queue_script("octo-org/app", "held", &["self-hosted"], "echo held; sleep 1000");
     wait_until("the held job to run", BOOT, || log_of(&d, held).contains("held"), &d).await;
@@ -144,7 +179,7 @@ async fn a_wrong_token_is_refused_and_a_killed_qemu_or_daemon_loses_its_jobs_onc
     d.start();
     fake.lose_busy_runners();
     wait_until("the queued job after the restart", BOOT, || done(quick), &d).await;
-    assert_eq!(registrations(&fake), 4, "no job taken twice");
+    assert_eq!(registrations(&fake), 5, "no job taken twice");
     wait_until("every runner deregistered", Duration::from_secs(60), || fake.runners("octo-org/app").is_empty(), &d)
         .await;
     assert_eq!(d.stop(), Some(0), "{}", d.log());

@@ -93,6 +93,18 @@ impl RemoteTarget {
         Ok(Self { addr: addr.to_string(), client, dirs, store, jobs: Arc::default(), copying: Arc::default(), hello })
     }
 
+    /// Pushes this machine's clock to the worker, which steps its own when off by more than 100 ms (and
+    /// it has a clock of its own); the worker's offset (its time minus ours) and whether it stepped.
+    pub async fn push_time(&self) -> Result<(i64, bool), TargetError> {
+        let unix_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_default();
+        let r = self.client().set_time(d::SetTimeRequest { unix_nanos }).await.map_err(self.err("set time"))?;
+        let r = r.into_inner();
+        Ok((r.offset_nanos, r.stepped))
+    }
+
     fn err(&self, call: &'static str) -> impl Fn(tonic::Status) -> TargetError + '_ {
         move |s| TargetError::Worker { addr: self.addr.clone(), call, message: s.message().to_string() }
     }

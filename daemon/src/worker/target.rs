@@ -145,7 +145,16 @@ impl WorkerTarget {
 #[async_trait::async_trait]
 impl Target for WorkerTarget {
     async fn prepare_image(&self, reference: &str, progress: &ProgressFn) -> Result<String, TargetError> {
-        self.worker().await?.1.prepare_image(reference, progress).await
+        let (_, remote) = self.worker().await?;
+        // Before each job: after this machine slept, or its clock jumped, the worker's clock is set again.
+        match remote.push_time().await {
+            Ok((offset, true)) => {
+                tracing::info!(offset_ms = offset / 1_000_000, "the worker's clock was off: set it to ours")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot push the time to the worker"),
+        }
+        remote.prepare_image(reference, progress).await
     }
 
     fn begin(&self, id: &str, image: &str) -> Result<PathBuf, TargetError> {

@@ -12,17 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ephemerd::config::Config;
 use ephemerd::dispatch::RemoteTarget;
 use ephemerd::platform::DataDirs;
-use ephemerd::runtime::Runtime;
-use ephemerd::runtime::binaries::SearchPath;
-use ephemerd::runtime::containerd::{Binaries, Containerd, Supervisor};
 use ephemerd::store::Store;
-use ephemerd::target::{LocalTarget, Target};
-use ephemerd_e2e::bench::{median, ms, one_job, rss_kib};
+use ephemerd::target::Target;
+use ephemerd_e2e::bench::{Local, ms, rss_kib, side_by_side};
 use ephemerd_e2e::worker::WorkerProc;
-use ephemerd_e2e::{JOB_IMAGE, job_image_archive, short_tempdir};
 
 /// `pid` and all its descendants (a child is listed under the thread that made it).
 fn tree(pid: u32) -> Vec<u32> {
@@ -62,29 +57,8 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
         )
         .await?,
     );
-    let local_dir = short_tempdir();
-    let cfg =
-        Config::parse("[network]\nbridge = \"edbench0\"\nsubnet = \"10.233.0.0/24\"\n[limits]\nmemory = \"256MiB\"\n")
-            .map_err(anyhow::Error::msg)?;
-    let dirs = DataDirs::new(local_dir.path());
-    let sup =
-        Supervisor::start(&dirs, Binaries::find(&SearchPath::for_executables(None))?, Duration::from_secs(30)).await?;
-    let ctr = Containerd::connect(sup.socket()).await?;
-    let rt = Arc::new(Runtime::new(&cfg, dirs.clone(), ctr, Store::open(&dirs.journal())?)?);
-    rt.images.import(&job_image_archive()?, &|_| {}).await?;
-    let local: Arc<dyn Target> = Arc::new(LocalTarget::new(rt.clone()));
-    let (li, ri) = (local.prepare_image(JOB_IMAGE, &|_| {}).await?, remote.prepare_image(JOB_IMAGE, &|_| {}).await?);
-
-    let (mut l, mut r) = (Vec::new(), Vec::new());
-    for i in 0..=runs {
-        let a = one_job(&local, &li).await?;
-        let b = one_job(&remote, &ri).await?;
-        if i > 0 {
-            l.push(a);
-            r.push(b);
-        }
-    }
-    let (l, r) = (median(&mut l), median(&mut r));
+    let local = Local::start("edbench0", "10.233.0.0/24").await?;
+    let (l, r) = side_by_side(&local.target, &remote, runs).await?;
     println!("dispatch: one job of /bin/true through target::launch, {runs} interleaved runs each");
     println!("  local (LocalTarget):                     median {:>7.1} ms", ms(l));
     println!("  dispatched (RemoteTarget → worker, TCP): median {:>7.1} ms", ms(r));
@@ -108,8 +82,7 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
         cpu_ms as f64 / idle.as_millis() as f64 * 100.0
     );
     worker.stop();
-    rt.shutdown().await?;
-    sup.stop().await;
+    local.stop().await?;
     Ok(())
 }
 

@@ -16,16 +16,13 @@ use std::time::{Duration, Instant};
 use ephemerd::config::Config;
 use ephemerd::dispatch::RemoteTarget;
 use ephemerd::platform::DataDirs;
-use ephemerd::runtime::Runtime;
-use ephemerd::runtime::binaries::SearchPath;
-use ephemerd::runtime::containerd::{Binaries, Containerd, Supervisor};
 use ephemerd::store::Store;
-use ephemerd::target::{LocalTarget, Target};
+use ephemerd::target::Target;
 use ephemerd::worker::Host;
 use ephemerd::worker::vm::VmHost;
 use ephemerd::worker::vm::qemu::{BootSet, QemuVm, pick_accel};
-use ephemerd_e2e::bench::{median, ms, one_job, rss_kib};
-use ephemerd_e2e::{JOB_IMAGE, ephemerd_bin, job_image_archive, short_tempdir, vm_image};
+use ephemerd_e2e::bench::{Local, ms, rss_kib, side_by_side};
+use ephemerd_e2e::{ephemerd_bin, job_image_archive, short_tempdir, vm_image};
 
 async fn bench(runs: usize) -> anyhow::Result<()> {
     let vm_dir = short_tempdir();
@@ -56,34 +53,10 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
         ms(listening)
     );
     println!("  … → the daemon's client connected:        {:>8.1} ms", ms(ready));
-    println!(
-        "  (the boot's phases, with the guest's own timestamps, are in {}/vm/console.log)",
-        vm_dirs.root.display()
-    );
     let remote: Arc<dyn Target> = Arc::new(remote);
 
-    let local_dir = short_tempdir();
-    let local_cfg =
-        Config::parse("[network]\nbridge = \"edbench1\"\nsubnet = \"10.235.0.0/24\"\n[limits]\nmemory = \"256MiB\"\n")
-            .map_err(anyhow::Error::msg)?;
-    let dirs = DataDirs::new(local_dir.path());
-    let sup =
-        Supervisor::start(&dirs, Binaries::find(&SearchPath::for_executables(None))?, Duration::from_secs(30)).await?;
-    let ctr = Containerd::connect(sup.socket()).await?;
-    let rt = Arc::new(Runtime::new(&local_cfg, dirs.clone(), ctr, Store::open(&dirs.journal())?)?);
-    rt.images.import(&job_image_archive()?, &|_| {}).await?;
-    let local: Arc<dyn Target> = Arc::new(LocalTarget::new(rt.clone()));
-    let (li, ri) = (local.prepare_image(JOB_IMAGE, &|_| {}).await?, remote.prepare_image(JOB_IMAGE, &|_| {}).await?);
-    let (mut l, mut r) = (Vec::new(), Vec::new());
-    for i in 0..=runs {
-        let a = one_job(&local, &li).await?;
-        let b = one_job(&remote, &ri).await?;
-        if i > 0 {
-            l.push(a);
-            r.push(b);
-        }
-    }
-    let (l, r) = (median(&mut l), median(&mut r));
+    let local = Local::start("edbench1", "10.235.0.0/24").await?;
+    let (l, r) = side_by_side(&local.target, &remote, runs).await?;
     println!("one job of /bin/true through target::launch, {runs} interleaved runs each");
     println!("  local (LocalTarget):              median {:>8.1} ms", ms(l));
     println!("  in the VM (RemoteTarget → VM):    median {:>8.1} ms", ms(r));
@@ -96,8 +69,7 @@ async fn bench(runs: usize) -> anyhow::Result<()> {
     host.stop().await?;
     let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
     println!("stopped VM: {} (0 MiB resident)", if gone { "no QEMU process" } else { "QEMU still runs!" });
-    rt.shutdown().await?;
-    sup.stop().await;
+    local.stop().await?;
     Ok(())
 }
 

@@ -45,3 +45,59 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// A local runtime on a bridge and subnet of its own (so it runs beside the tests' and a worker's), with
+/// the job image imported: the `LocalTarget` side of a side-by-side bench.
+pub struct Local {
+    pub target: Arc<dyn Target>,
+    runtime: Arc<ephemerd::runtime::Runtime>,
+    supervisor: ephemerd::runtime::containerd::Supervisor,
+    _dir: tempfile::TempDir,
+}
+
+impl Local {
+    pub async fn start(bridge: &str, subnet: &str) -> anyhow::Result<Self> {
+        use ephemerd::runtime::binaries::SearchPath;
+        use ephemerd::runtime::containerd::{Binaries, Containerd, Supervisor};
+        let dir = crate::short_tempdir();
+        let cfg = ephemerd::config::Config::parse(&format!(
+            "[network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\n[limits]\nmemory = \"256MiB\"\n"
+        ))
+        .map_err(anyhow::Error::msg)?;
+        let dirs = ephemerd::platform::DataDirs::new(dir.path());
+        let find = Binaries::find(&SearchPath::for_executables(None))?;
+        let supervisor = Supervisor::start(&dirs, find, Duration::from_secs(30)).await?;
+        let ctr = Containerd::connect(supervisor.socket()).await?;
+        let store = ephemerd::store::Store::open(&dirs.journal())?;
+        let runtime = Arc::new(ephemerd::runtime::Runtime::new(&cfg, dirs.clone(), ctr, store)?);
+        runtime.images.import(&crate::job_image_archive()?, &|_| {}).await?;
+        let target: Arc<dyn Target> = Arc::new(ephemerd::target::LocalTarget::new(runtime.clone()));
+        Ok(Self { target, runtime, supervisor, _dir: dir })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.runtime.shutdown().await?;
+        self.supervisor.stop().await;
+        Ok(())
+    }
+}
+
+/// `runs` jobs of the job image on each target, interleaved after one warm-up each; both medians.
+pub async fn side_by_side(
+    a: &Arc<dyn Target>,
+    b: &Arc<dyn Target>,
+    runs: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (ai, bi) =
+        (a.prepare_image(crate::JOB_IMAGE, &|_| {}).await?, b.prepare_image(crate::JOB_IMAGE, &|_| {}).await?);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for i in 0..=runs {
+        let da = one_job(a, &ai).await?;
+        let db = one_job(b, &bi).await?;
+        if i > 0 {
+            x.push(da);
+            y.push(db);
+        }
+    }
+    Ok((median(&mut x), median(&mut y)))
+}

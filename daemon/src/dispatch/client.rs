@@ -68,10 +68,6 @@ impl RemoteTarget {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| err("connect", e.to_string()))?
             .connect_timeout(Duration::from_secs(10))
-            // A worker that vanishes without a reset (a VM killed) is noticed.
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
             .connect()
             .await
             .map_err(|e| err("connect", format!("{e}: is the worker running?")))?;

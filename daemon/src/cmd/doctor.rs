@@ -231,7 +231,7 @@ fn disk(dirs: &DataDirs) -> Check {
 
 /// With `[worker] mode = "vm"`: QEMU, the boot set, and whether KVM or TCG runs the VM (and why).
 fn worker_vm(cfg: &Config) -> Vec<Check> {
-    use ephemerd::config::{VmAccel, WorkerMode};
+    use ephemerd::config::WorkerMode;
     use ephemerd::worker::vm::qemu::{Accel, BootSet, pick_accel};
     if cfg.worker.mode != WorkerMode::Vm {
         return Vec::new();
@@ -256,12 +256,7 @@ fn worker_vm(cfg: &Config) -> Vec<Check> {
             Some("sudo rootfs/build-vm-image.sh, then set worker.vm_image"),
         ),
     });
-    let want = match cfg.worker.accel {
-        VmAccel::Auto => None,
-        VmAccel::Kvm => Some(Accel::Kvm),
-        VmAccel::Tcg => Some(Accel::Tcg),
-    };
-    let (accel, why) = pick_accel(want);
+    let (accel, why) = pick_accel(Accel::wanted(cfg.worker.accel));
     out.push(match accel {
         Accel::Kvm => check("VM accelerator", Level::Ok, why, None),
         Accel::Tcg => check(

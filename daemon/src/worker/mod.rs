@@ -68,7 +68,7 @@ pub fn host_of(
     dirs: &crate::platform::DataDirs,
     log_level: &str,
 ) -> Result<Option<Described>, HostError> {
-    use crate::config::{VmAccel, WorkerMode};
+    use crate::config::WorkerMode;
     match cfg.worker.mode {
         WorkerMode::Local => Ok(None),
         WorkerMode::Namespace => {
@@ -79,12 +79,7 @@ pub fn host_of(
         WorkerMode::Vm => {
             let dir = cfg.worker.vm_image.clone().unwrap_or_default();
             let set = vm::qemu::BootSet::in_dir(&dir)?;
-            let want = match cfg.worker.accel {
-                VmAccel::Auto => None,
-                VmAccel::Kvm => Some(vm::qemu::Accel::Kvm),
-                VmAccel::Tcg => Some(vm::qemu::Accel::Tcg),
-            };
-            let (accel, why) = vm::qemu::pick_accel(want);
+            let (accel, why) = vm::qemu::pick_accel(vm::qemu::Accel::wanted(cfg.worker.accel));
             let id = crate::runtime::instance::Instance::of(dirs).id().to_string();
             let qemu = vm::qemu::QemuVm::new(dirs.root.join("vm"), format!("ephemerd-{id}-vm"), set, accel);
             let host = vm::VmHost::new(Box::new(qemu), cfg, dirs, log_level)?;

@@ -45,6 +45,17 @@ pub enum Accel {
     Tcg,
 }
 
+impl Accel {
+    /// What `[worker] accel` asks for (`None`: pick by this machine).
+    pub fn wanted(c: crate::config::VmAccel) -> Option<Self> {
+        match c {
+            crate::config::VmAccel::Auto => None,
+            crate::config::VmAccel::Kvm => Some(Self::Kvm),
+            crate::config::VmAccel::Tcg => Some(Self::Tcg),
+        }
+    }
+}
+
 /// The accelerator to use, and why (for `doctor` and the log). KVM needs `/dev/kvm` and a CPU with
 /// hardware virtualization: a nested KVM without it (such as PVM) runs only guests built for it.
 pub fn pick_accel(want: Option<Accel>) -> (Accel, String) {

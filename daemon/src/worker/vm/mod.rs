@@ -26,17 +26,6 @@ pub enum VmState {
     Stopping,
 }
 
-impl VmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stopped => "stopped",
-            Self::Booting => "booting",
-            Self::Ready => "ready",
-            Self::Stopping => "stopping",
-        }
-    }
-}
-
 /// One boot's machine and its devices (the token travels on `boot_disk`, never here).
 #[derive(Debug, Clone)]
 pub struct VmSpec {

@@ -106,9 +106,15 @@ impl Driver {
             .spawn()
             .context("tauri-driver (cargo install tauri-driver --locked --version 2.1.0)")?;
         let d = Driver { child, addr: format!("127.0.0.1:{port}") };
+        // Ready when WebKitWebDriver answers on its own port and tauri-driver listens on its port. Not by
+        // asking tauri-driver: a request through it leaves a pooled connection to WebKitWebDriver that may
+        // be closed as idle by the time `POST /session` is sent over it, and tauri-driver does not retry
+        // that (see `request`), nor can we, safely, for a new session.
+        let native_addr = format!("127.0.0.1:{native}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok((200, _)) = request("GET", &d.addr, "/status", None, Duration::from_secs(2)) {
+            let native_up = matches!(request("GET", &native_addr, "/status", None, Duration::from_secs(2)), Ok((200, _)));
+            if native_up && std::net::TcpStream::connect(&d.addr).is_ok() {
                 return Ok(d);
             }
             if Instant::now() > deadline {

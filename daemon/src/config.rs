@@ -131,6 +131,18 @@ pub struct ProfileConfig {
     pub cpus: Option<f64>,
     pub memory: Option<ByteSize>,
     pub pids: Option<i64>,
+    /// Where the profile's jobs run: "container" (this machine's containerd) or "vm" (the worker VM,
+    /// as `[worker]` sets it up). Default: where `[worker] mode` runs every job.
+    pub isolation: Option<Isolation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A container on this machine's containerd (its own kernel is this machine's).
+    Container,
+    /// A container in the worker VM, with a kernel of its own.
+    Vm,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +275,8 @@ pub struct WorkerConfig {
     /// The VM's virtual CPUs and memory.
     pub cpus: u32,
     pub memory: ByteSize,
+    /// The VM's disk for images and jobs (its image store, sparse: it takes what is written).
+    pub disk: ByteSize,
     /// How the VM runs: "auto" (KVM where this machine has hardware virtualization, else TCG), "kvm", "tcg".
     pub accel: VmAccel,
     /// The worker (VM or namespace) stops once no job has run for this long, and boots again for the next.
@@ -280,6 +294,7 @@ impl Default for WorkerConfig {
             vm_image: None,
             cpus: 2,
             memory: ByteSize(2 << 30),
+            disk: ByteSize(16 << 30),
             accel: VmAccel::Auto,
             idle_stop: Duration::from_secs(300),
         }
@@ -436,6 +451,12 @@ impl Config {
     }
 
     /// Checks values that parse but make no sense.
+    /// Whether any job may run in the worker VM: `[worker] mode = "vm"`, or a profile's
+    /// `isolation = "vm"`.
+    pub fn wants_vm(&self) -> bool {
+        self.worker.mode == WorkerMode::Vm || self.scheduler.profiles.iter().any(|p| p.isolation == Some(Isolation::Vm))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let subnet = Ipv4Net::parse(&self.network.subnet)
             .map_err(|message| ConfigError::Invalid { key: "network.subnet", message })?;
@@ -507,24 +528,42 @@ impl Config {
                     });
                 }
             }
-            WorkerMode::Vm => {
-                if self.worker.vm_image.is_none() {
-                    return Err(ConfigError::Invalid {
-                        key: "worker.vm_image",
-                        message: "mode = \"vm\" needs the VM's boot set (rootfs/build-vm-image.sh builds it)".into(),
-                    });
-                }
-                if self.worker.cpus == 0 || self.worker.memory.0 < 256 << 20 {
-                    return Err(ConfigError::Invalid {
-                        key: "worker.memory",
-                        message: "the VM needs at least 1 CPU and 256 MiB of memory".into(),
-                    });
-                }
-            }
+            WorkerMode::Vm => {}
             WorkerMode::Wsl => {
                 return Err(ConfigError::Invalid {
                     key: "worker.mode",
                     message: "\"wsl\" workers are not built yet: use \"local\", \"namespace\" or \"vm\"".into(),
+                });
+            }
+        }
+        if self.wants_vm() {
+            if self.worker.mode == WorkerMode::Namespace {
+                return Err(ConfigError::Invalid {
+                    key: "scheduler.profiles.isolation",
+                    message:
+                        "isolation = \"vm\" needs worker.mode \"local\" or \"vm\": the namespace worker and the VM \
+                              would share worker.link"
+                            .into(),
+                });
+            }
+            if self.worker.vm_image.is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "worker.vm_image",
+                    message: "the worker VM (mode = \"vm\", or a profile's isolation = \"vm\") needs its boot set \
+                              (rootfs/build-vm-image.sh builds it)"
+                        .into(),
+                });
+            }
+            if self.worker.cpus == 0 || self.worker.memory.0 < 256 << 20 {
+                return Err(ConfigError::Invalid {
+                    key: "worker.memory",
+                    message: "the VM needs at least 1 CPU and 256 MiB of memory".into(),
+                });
+            }
+            if self.worker.disk.0 < 1 << 30 {
+                return Err(ConfigError::Invalid {
+                    key: "worker.disk",
+                    message: "the VM's disk needs at least 1 GiB (its images and every running job's files)".into(),
                 });
             }
         }
@@ -615,6 +654,13 @@ mod tests {
             ("[worker]\nmode = \"vm\"", "worker.vm_image"),
             ("[worker]\nmode = \"wsl\"", "worker.mode"),
             ("[worker]\nmode = \"vm\"\nvm_image = \"/i\"\nmemory = \"64MiB\"", "worker.memory"),
+            ("[worker]\nmode = \"vm\"\nvm_image = \"/i\"\ndisk = \"100MiB\"", "worker.disk"),
+            ("[[scheduler.profiles]]\nname = \"p\"\nlabels = [\"kvm\"]\nisolation = \"vm\"", "worker.vm_image"),
+            (
+                "[worker]\nmode = \"namespace\"\nrootfs = \"/r.tgz\"\nvm_image = \"/i\"\n[[scheduler.profiles]]\nname = \"p\"\n\
+                 labels = [\"kvm\"]\nisolation = \"vm\"",
+                "scheduler.profiles.isolation",
+            ),
             ("[worker]\nlink = \"10.0.0.0/24\"", "worker.link"),
             ("[scheduler]\nrunner_prefix = \"a b\"", "scheduler.runner_prefix"),
             ("[[scheduler.profiles]]\nname = \"p\"\nlabels = []", "scheduler.profiles.labels"),
@@ -711,8 +757,11 @@ pub fn reload_plan(old: &Config, new: &Config) -> ReloadPlan {
         // The listener is bound anew (by the control service, so a refusal reaches the caller).
         ("webhook", differs(&old.webhook, &new.webhook)),
     ];
-    let restart: [(&str, bool); 9] = [
+    let restart: [(&str, bool); 11] = [
         ("data_dir", old.data_dir != new.data_dir),
+        ("worker", differs(&old.worker, &new.worker)),
+        // The worker VM is set up at start: a profile's isolation = "vm" asks for one only then.
+        ("scheduler.profiles.isolation", old.wants_vm() != new.wants_vm()),
         ("containerd", differs(&old.containerd, &new.containerd)),
         ("network", differs(&old.network, &new.network)),
         ("security", differs(&old.security, &new.security)),
@@ -745,6 +794,22 @@ pub fn apply_live(running: &mut Config, new: &Config) {
 #[cfg(test)]
 mod reload_tests {
     use super::*;
+
+    #[test]
+    fn a_profile_may_ask_for_the_vm_which_a_reload_sets_up_only_with_a_restart() {
+        let old = Config::parse("[[scheduler.profiles]]\nname = \"p\"\nlabels = [\"kvm\"]").unwrap();
+        assert!(!old.wants_vm());
+        let new = Config::parse(
+            "[worker]\nvm_image = \"/i\"\n[[scheduler.profiles]]\nname = \"p\"\nlabels = [\"kvm\"]\nisolation = \"vm\"",
+        )
+        .unwrap();
+        assert_eq!(new.scheduler.profiles[0].isolation, Some(Isolation::Vm));
+        assert!(new.wants_vm(), "a profile asks for the VM with worker.mode local");
+        let plan = reload_plan(&old, &new);
+        assert!(plan.needs_restart.contains(&"scheduler.profiles.isolation".to_string()), "{plan:?}");
+        let bad = Config::parse("[[scheduler.profiles]]\nname = \"p\"\nlabels = [\"x\"]\nisolation = \"kvm\"");
+        assert!(bad.is_err_and(|e| e.to_string().contains("isolation")));
+    }
 
     #[test]
     fn a_reload_applies_what_it_can_and_names_the_rest() {

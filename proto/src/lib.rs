@@ -100,6 +100,22 @@ impl v1::DaemonState {
     }
 }
 
+impl v1::WorkerState {
+    pub fn word(self) -> &'static str {
+        match self {
+            v1::WorkerState::Unspecified => "unknown",
+            v1::WorkerState::WorkerStopped => "stopped",
+            v1::WorkerState::WorkerBooting => "booting",
+            v1::WorkerState::WorkerReady => "ready",
+            v1::WorkerState::WorkerStopping => "stopping",
+        }
+    }
+
+    pub fn word_of(raw: i32) -> &'static str {
+        Self::try_from(raw).unwrap_or(Self::Unspecified).word()
+    }
+}
+
 /// The domain of every ErrorInfo the daemon sends.
 pub const ERROR_DOMAIN: &str = "ephemerd.dev";
 

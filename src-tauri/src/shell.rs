@@ -25,6 +25,7 @@ pub fn builder<R: Runtime>(b: tauri::Builder<R>, core: Arc<Core>) -> tauri::Buil
 fn item_key(id: &ItemId) -> &'static str {
     match id {
         ItemId::Status => "status",
+        ItemId::Worker => "worker",
         ItemId::PauseResume => "pause_resume",
         ItemId::Drain => "drain",
         ItemId::StartDaemon => "start_daemon",
@@ -49,7 +50,7 @@ fn icon(i: Icon) -> tauri::image::Image<'static> {
 
 fn menu<R: Runtime>(app: &AppHandle<R>, t: &Tray) -> tauri::Result<Menu<R>> {
     let m = Menu::new(app)?;
-    for it in &t.items {
+    for (n, it) in t.items.iter().enumerate() {
         let key = item_key(&it.id);
         if matches!(it.id, ItemId::OpenJobs | ItemId::StartAtLogin | ItemId::Quit) {
             m.append(&PredefinedMenuItem::separator(app)?)?;
@@ -58,7 +59,9 @@ fn menu<R: Runtime>(app: &AppHandle<R>, t: &Tray) -> tauri::Result<Menu<R>> {
             Some(on) => m.append(&CheckMenuItem::with_id(app, key, &it.label, it.enabled, on, None::<&str>)?)?,
             None => m.append(&MenuItem::with_id(app, key, &it.label, it.enabled, None::<&str>)?)?,
         }
-        if it.id == ItemId::Status {
+        // The status lines (the daemon's, then each worker's), then a separator.
+        let next_is_status = t.items.get(n + 1).is_some_and(|i| i.id == ItemId::Worker);
+        if matches!(it.id, ItemId::Status | ItemId::Worker) && !next_is_status {
             m.append(&PredefinedMenuItem::separator(app)?)?;
         }
     }

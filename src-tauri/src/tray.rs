@@ -21,6 +21,8 @@ pub enum Icon {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ItemId {
     Status,
+    /// A Linux worker's state (`Worker VM: ready`), one line each.
+    Worker,
     PauseResume,
     Drain,
     StartDaemon,
@@ -73,6 +75,19 @@ fn status_line(s: &v1::StatusReply) -> String {
     parts.join(" · ")
 }
 
+/// "Worker VM: ready", "Worker VM: stopped (it died; the next job boots another)".
+fn worker_line(w: &v1::ComponentHealth) -> String {
+    let mut name = w.name.clone();
+    if let Some(first) = name.get(..1) {
+        name = first.to_uppercase() + &name[1..];
+    }
+    let state = v1::WorkerState::word_of(w.state);
+    match w.healthy {
+        true => format!("{name}: {state}"),
+        false => format!("{name}: {state} ({})", w.detail),
+    }
+}
+
 /// The tray for a daemon `health`, with its last `status` when connected.
 pub fn model(health: &Health, status: Option<&v1::StatusReply>, start_at_login: bool) -> Tray {
     let mut items = Vec::new();
@@ -96,6 +111,9 @@ pub fn model(health: &Health, status: Option<&v1::StatusReply>, start_at_login: 
                 format!("ephemerd: {line} · cannot reach {}", failing.join(", "))
             };
             items.push(item(ItemId::Status, line, false));
+            for w in &s.workers {
+                items.push(item(ItemId::Worker, worker_line(w), false));
+            }
             let ending = matches!(state, DaemonState::Draining | DaemonState::Stopping);
             let (label, enabled) = match state {
                 DaemonState::Paused => ("Resume", true),
@@ -175,6 +193,27 @@ mod tests {
             ]
         );
         assert_eq!(t.items[5].checked, Some(false));
+    }
+
+    #[test]
+    fn a_worker_vm_shows_its_state_under_the_status_line() {
+        let mut s = status(DaemonState::Running, 0, 0);
+        s.workers.push(v1::ComponentHealth {
+            name: "worker VM".into(),
+            healthy: true,
+            detail: "qemu (kvm) · stops after 5m idle".into(),
+            state: v1::WorkerState::WorkerBooting as i32,
+        });
+        let t = model(&Health::Connected, Some(&s), false);
+        assert_eq!(
+            labels(&t)[..3],
+            [("idle".into(), false), ("Worker VM: booting".into(), false), ("Pause".into(), true)]
+        );
+        s.workers[0].healthy = false;
+        s.workers[0].state = v1::WorkerState::WorkerStopped as i32;
+        s.workers[0].detail = "qemu (kvm) · it died; the next job boots another".into();
+        let t = model(&Health::Connected, Some(&s), false);
+        assert_eq!(t.items[1].label, "Worker VM: stopped (qemu (kvm) · it died; the next job boots another)");
     }
 
     #[test]

@@ -282,7 +282,7 @@ fn worker_leftovers(data_dir: &Path, instance: &ephemerd::runtime::instance::Ins
     for pid in processes_with_arg(qmp.as_bytes()) {
         out.push(format!("QEMU process {pid}"));
     }
-    for f in ["overlay.qcow2", "qmp.sock", "qemu.pid", "boot.img"] {
+    for f in ["overlay.qcow2", "store.qcow2", "store.new", "qmp.sock", "qemu.pid", "boot.img"] {
         if vm.join(f).exists() {
             out.push(format!("VM file {f}"));
         }

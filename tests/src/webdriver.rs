@@ -113,7 +113,8 @@ impl Driver {
         let native_addr = format!("127.0.0.1:{native}");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let native_up = matches!(request("GET", &native_addr, "/status", None, Duration::from_secs(2)), Ok((200, _)));
+            let native_up =
+                matches!(request("GET", &native_addr, "/status", None, Duration::from_secs(2)), Ok((200, _)));
             if native_up && std::net::TcpStream::connect(&d.addr).is_ok() {
                 return Ok(d);
             }

@@ -1,5 +1,6 @@
-//! `[worker] mode = "vm"` end to end: the daemon boots the worker rootfs as a VM under QEMU (KVM where this
-//! machine has hardware virtualization, TCG otherwise) when the first job arrives, dispatches the fake
+//! The worker VM end to end, sent jobs by a label profile's `isolation = "vm"` (with `[worker] mode =
+//! "local"`) and by `[worker] mode = "vm"`: the daemon boots the worker rootfs as a VM under QEMU (KVM where
+//! this machine has hardware virtualization, TCG otherwise) when the first job arrives, dispatches the fake
 //! GitHub's jobs to it, streams their logs back, and stops the VM once it idles, leaving nothing. Faults: a
 //! wrong token, a paused VM's clock (set back before the next job), kill -9 of QEMU and of the daemon.
 
@@ -18,9 +19,9 @@ const HOST_END: &str = "10.230.78.1";
 /// A VM boot under TCG takes a while; under KVM about a second.
 const BOOT: Duration = Duration::from_secs(600);
 
-fn vm_section(idle_stop: &str) -> String {
+fn vm_section(mode: &str, idle_stop: &str) -> String {
     format!(
-        "[worker]\nmode = \"vm\"\nvm_image = \"{}\"\nimages = [\"{}\"]\nlink = \"{LINK}\"\ncpus = 2\nmemory = \"1536MiB\"\n\
+        "[worker]\nmode = \"{mode}\"\nvm_image = \"{}\"\nimages = [\"{}\"]\nlink = \"{LINK}\"\ncpus = 2\nmemory = \"1536MiB\"\n\
          idle_stop = \"{idle_stop}\"\n",
         vm_image().unwrap().display(),
         job_image_archive().unwrap().display()
@@ -53,11 +54,18 @@ async fn github_jobs_run_in_containers_in_one_vm_boot_their_logs_stream_and_the_
     // A job of its own to follow: it prints, waits, prints again.
     let (_, followed) =
         fake.queue_script("octo-org/app", "follow", &["self-hosted"], "echo first-line; sleep 4; echo last-line");
-    let mut d = Daemon::prepare(&fake, port, &format!("[scheduler]\nmax_concurrent = 2\n{}", vm_section("5s")));
+    // Jobs run on this machine by default; a profile sends these to the VM.
+    let profile = "[[scheduler.profiles]]\nname = \"vm\"\nlabels = [\"self-hosted\"]\nisolation = \"vm\"\n";
+    let mut d = Daemon::prepare(
+        &fake,
+        port,
+        &format!("[scheduler]\nmax_concurrent = 2\n{profile}{}", vm_section("local", "5s")),
+    );
     assert!(!qemu_running(&d), "no VM before a job needs it");
     d.start();
     let running = |id: u64| fake.jobs().iter().any(|j| j["id"] == id && j["status"] != "queued");
     wait_until("the followed job to start", BOOT, || running(followed), &d).await;
+    assert_eq!(worker_state(&d), "ready", "status shows the VM that runs the job");
     let follow = d.ctl(&["logs", "-f", &followed.to_string()]);
     let text = String::from_utf8_lossy(&follow.stdout);
     assert!(text.contains("first-line") && text.contains("last-line"), "logs -f streams to the end: {text}");
@@ -79,14 +87,27 @@ async fn github_jobs_run_in_containers_in_one_vm_boot_their_logs_stream_and_the_
     let stopped = || !qemu_running(&d) && !vm.join("overlay.qcow2").exists();
     wait_until("the idle VM to stop", Duration::from_secs(60), stopped, &d).await;
     assert!(d.log().contains("the worker is idle: stopping it"), "{}", d.log());
-    for f in ["overlay.qcow2", "qmp.sock", "qemu.pid", "boot.img"] {
+    // The state turns "stopped" once the link is down too, just after QEMU is gone.
+    wait_until("status to show the VM stopped", Duration::from_secs(30), || worker_state(&d) == "stopped", &d).await;
+    let text = String::from_utf8_lossy(&d.ctl(&["status"]).stdout).into_owned();
+    assert!(text.contains("worker:     worker VM stopped (qemu ("), "{text}");
+    for f in ["overlay.qcow2", "store.qcow2", "qmp.sock", "qemu.pid", "boot.img"] {
         assert!(!vm.join(f).exists(), "{f} is gone with the VM");
     }
+    assert!(vm.join("store.img").is_file(), "the image store stays for the next boot");
     let console = std::fs::read_to_string(vm.join("console.log")).unwrap_or_default();
     assert!(console.contains("worker listening on"), "the console log is the VM's boot log: {console}");
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     assert!(!d.log().contains(TOKEN), "no secret in the log");
     d.assert_clean();
+}
+
+/// The worker VM's state as `ephemerd status --json` says it.
+fn worker_state(d: &Daemon) -> String {
+    let out = d.ctl(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(v["workers"][0]["name"], "worker VM", "{v}");
+    v["workers"][0]["state"].as_str().unwrap_or_default().to_string()
 }
 
 fn qemu_pid(d: &Daemon) -> Option<i32> {
@@ -129,7 +150,7 @@ async fn a_wrong_token_is_refused_a_paused_guest_gets_its_clock_back_and_a_kille
     let _s = serial();
     let (fake, port) = fake_for_vm().await;
     let (_, lost) = fake.queue_script("octo-org/app", "lost", &["self-hosted"], "echo holding; sleep 1000");
-    let mut d = Daemon::prepare(&fake, port, &format!("[scheduler]\nmax_concurrent = 2\n{}", vm_section("5m")));
+    let mut d = Daemon::prepare(&fake, port, &format!("[scheduler]\nmax_concurrent = 2\n{}", vm_section("vm", "5m")));
     d.start();
     wait_until("the job to run in the VM", BOOT, || log_of(&d, lost).contains("holding"), &d).await;
 

@@ -229,11 +229,11 @@ fn disk(dirs: &DataDirs) -> Check {
     }
 }
 
-/// With `[worker] mode = "vm"`: QEMU, the boot set, and whether KVM or TCG runs the VM (and why).
+/// With the worker VM (`[worker] mode = "vm"`, or a profile's `isolation = "vm"`): QEMU, the boot set, and
+/// whether KVM or TCG runs the VM (and why).
 fn worker_vm(cfg: &Config) -> Vec<Check> {
-    use ephemerd::config::WorkerMode;
     use ephemerd::worker::vm::qemu::{Accel, BootSet, pick_accel};
-    if cfg.worker.mode != WorkerMode::Vm {
+    if !cfg.wants_vm() {
         return Vec::new();
     }
     let mut out = Vec::new();

@@ -274,7 +274,9 @@ pub fn status_text(s: &v1::StatusReply, now: SystemTime, style: Style) -> String
         out.push_str(&format!("containerd: {h} ({})\n", c.detail));
     }
     for w in &s.workers {
-        out.push_str(&format!("worker:     {} {}\n", w.name, if w.healthy { "healthy" } else { "unhealthy" }));
+        let state = v1::WorkerState::word_of(w.state);
+        let state = if w.healthy { style.paint("32", state) } else { style.paint("31", state) };
+        out.push_str(&format!("worker:     {} {state} ({})\n", w.name, w.detail));
     }
     out.push_str(&format!("data dir:   {} ({})\n", s.data_dir, bytes(s.data_dir_bytes)));
     out.push('\n');
@@ -288,7 +290,9 @@ pub fn status_json(s: &v1::StatusReply) -> Value {
         "active_jobs": s.active_jobs, "max_jobs": s.max_jobs, "queued_jobs": s.queued_jobs,
         "providers": s.providers.iter().map(provider_json).collect::<Vec<_>>(),
         "containerd": s.containerd.as_ref().map(|c| json!({"healthy": c.healthy, "detail": c.detail})),
-        "workers": s.workers.iter().map(|w| json!({"name": w.name, "healthy": w.healthy, "detail": w.detail})).collect::<Vec<_>>(),
+        "workers": s.workers.iter().map(|w| json!({
+            "name": w.name, "state": v1::WorkerState::word_of(w.state), "healthy": w.healthy, "detail": w.detail,
+        })).collect::<Vec<_>>(),
         "data_dir": s.data_dir, "data_dir_bytes": s.data_dir_bytes,
         "drain_deadline": rfc3339(secs(&s.drain_deadline)),
     })
@@ -375,7 +379,14 @@ mod tests {
                 name: "containerd".into(),
                 healthy: true,
                 detail: "answering".into(),
+                ..Default::default()
             }),
+            workers: vec![v1::ComponentHealth {
+                name: "worker VM".into(),
+                healthy: true,
+                detail: "qemu (kvm) · stops after 5m idle".into(),
+                state: v1::WorkerState::WorkerReady as i32,
+            }],
             data_dir: "/var/lib/ephemerd".into(),
             data_dir_bytes: 734 << 20,
             ..Default::default()

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use ephemerd::config::Config;
+use ephemerd::config::{Config, WorkerMode};
 use ephemerd::forge::Secret;
 use ephemerd::forge::build;
 use ephemerd::platform::DataDirs;
 use ephemerd::secrets::{CredentialStore, Keyring};
-use ephemerd::serve::Serve;
+use ephemerd::serve::{Serve, Targets};
 use ephemerd::target::Target;
 use ephemerd::worker::WorkerTarget;
 
@@ -58,21 +58,28 @@ pub async fn serve(
     };
     let session = Session::start(&cfg, &dirs).await?;
     let store = session.runtime.store().clone();
-    let worker = match ephemerd::worker::host_of(&cfg, &dirs, &log_level).map_err(usage)? {
-        None => None,
-        Some((host, what)) => {
-            tracing::info!("jobs run in {what}");
-            let w = Arc::new(WorkerTarget::new(host, dirs.clone(), store.clone()));
-            tokio::spawn(w.clone().stop_when_idle(cfg.worker.idle_stop));
-            Some(w)
-        }
+    let hosts = ephemerd::worker::hosts_of(&cfg, &dirs, &log_level).map_err(usage)?;
+    let start = |(host, what): ephemerd::worker::Described, which: &str| {
+        tracing::info!("{which} run in {what}");
+        let w = Arc::new(WorkerTarget::new(host, dirs.clone(), store.clone()));
+        tokio::spawn(w.clone().stop_when_idle(cfg.worker.idle_stop));
+        w
     };
+    let worker = hosts.mode.map(|h| start(h, "jobs"));
+    let vm = hosts.vm.map(|h| start(h, "the jobs of profiles with isolation = \"vm\""));
     let target: Arc<dyn Target> = match &worker {
         Some(w) => w.clone(),
         None => session.target.clone(),
     };
+    let vm_target = match cfg.worker.mode {
+        WorkerMode::Vm => worker.clone(),
+        _ => vm.clone(),
+    };
+    let targets =
+        Targets { default: target.clone(), local: session.target.clone(), vm: vm_target.map(|w| w as Arc<dyn Target>) };
+    let workers: Vec<Arc<WorkerTarget>> = worker.into_iter().chain(vm).collect();
     let result = async {
-        let serve = Serve::new(cfg.clone(), target.clone(), store.clone(), dirs.clone(), built)?;
+        let serve = Serve::new(cfg.clone(), targets, store.clone(), dirs.clone(), built)?;
         let socket = dirs.run_dir().join(ephemerd_proto::SOCKET_NAME);
         let listener =
             control::socket::bind(&socket, cfg.control.group.as_deref(), &[dirs.root.clone(), dirs.run_dir()])
@@ -92,6 +99,7 @@ pub async fn serve(
             config_path,
             config: as_read,
             target: target.clone(),
+            workers: workers.clone(),
         });
         let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(
@@ -104,7 +112,7 @@ pub async fn serve(
         );
         tracing::info!(socket = %socket.display(), "control API listening");
         serve.reconcile().await?;
-        if let Some(w) = &worker {
+        for w in &workers {
             // The worker's leftovers (a crashed daemon's jobs): it keeps none of them.
             let n = w.reconcile(&std::collections::HashSet::new()).await?;
             if !n.is_empty() {
@@ -118,10 +126,10 @@ pub async fn serve(
         Ok::<_, anyhow::Error>(code?)
     }
     .await;
-    if let Some(w) = worker
-        && let Err(e) = w.stop().await
-    {
-        tracing::warn!(error = %e, "cannot stop the worker cleanly; the next start removes what is left");
+    for w in workers {
+        if let Err(e) = w.stop().await {
+            tracing::warn!(error = %e, "cannot stop the worker cleanly; the next start removes what is left");
+        }
     }
     session.stop().await;
     result

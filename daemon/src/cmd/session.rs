@@ -42,13 +42,14 @@ pub async fn cleanup(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::
     Ok(0)
 }
 
-/// Stops a worker (namespace or VM) a crashed daemon left and removes its link; whether there was any.
+/// Stops the workers (namespace or VM) a crashed daemon left and removes their links; whether there was any.
 async fn clean_worker(cfg: &Config, dirs: &DataDirs, log_level: &str) -> anyhow::Result<bool> {
-    let Some((host, _)) = ephemerd::worker::host_of(cfg, dirs, log_level).map_err(usage)? else {
-        return Ok(false);
-    };
-    let present = host.present().await;
-    host.stop().await?;
+    let hosts = ephemerd::worker::hosts_of(cfg, dirs, log_level).map_err(usage)?;
+    let mut present = false;
+    for (host, _) in hosts.mode.into_iter().chain(hosts.vm) {
+        present |= host.present().await;
+        host.stop().await?;
+    }
     Ok(present)
 }
 

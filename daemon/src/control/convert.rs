@@ -104,11 +104,23 @@ pub fn provider(p: &ProviderHealth) -> v1::ProviderHealth {
     }
 }
 
-/// What `Status` says beyond the live status: containerd's health and the data dir.
+/// What `Status` says beyond the live status: containerd's health, the workers and the data dir.
 pub struct Host {
     pub containerd: v1::ComponentHealth,
+    pub workers: Vec<crate::worker::WorkerStatus>,
     pub data_dir: String,
     pub data_dir_bytes: u64,
+}
+
+pub fn worker(w: &crate::worker::WorkerStatus) -> v1::ComponentHealth {
+    use crate::worker::WorkerState as S;
+    let state = match w.state {
+        S::Stopped => v1::WorkerState::WorkerStopped,
+        S::Booting => v1::WorkerState::WorkerBooting,
+        S::Ready => v1::WorkerState::WorkerReady,
+        S::Stopping => v1::WorkerState::WorkerStopping,
+    };
+    v1::ComponentHealth { name: w.name.clone(), healthy: w.healthy, detail: w.detail.clone(), state: state as i32 }
 }
 
 pub fn status(l: &Live, host: Host) -> v1::StatusReply {
@@ -127,7 +139,7 @@ pub fn status(l: &Live, host: Host) -> v1::StatusReply {
         queued_jobs: l.queued,
         providers: l.providers.iter().map(provider).collect(),
         containerd: Some(host.containerd),
-        workers: vec![],
+        workers: host.workers.iter().map(worker).collect(),
         data_dir_bytes: host.data_dir_bytes,
         data_dir: host.data_dir,
         drain_deadline: l.drain_deadline.map(ts_of),

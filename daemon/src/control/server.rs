@@ -45,6 +45,8 @@ pub struct Parts {
     pub config: Config,
     /// Runs the onboarding's test job.
     pub target: Arc<dyn crate::target::Target>,
+    /// The Linux workers jobs run in (for the status).
+    pub workers: Vec<Arc<crate::worker::WorkerTarget>>,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,7 @@ pub struct ControlService {
     /// The config file, and the config as running (reloads change what they can of it).
     pub(super) config: Arc<std::sync::Mutex<(Option<std::path::PathBuf>, Config)>>,
     pub(super) target: Arc<dyn crate::target::Target>,
+    pub(super) workers: Vec<Arc<crate::worker::WorkerTarget>>,
     /// One config-file edit at a time.
     pub(super) editing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -79,6 +82,7 @@ impl ControlService {
             disk: Arc::new(std::sync::Mutex::new(None)),
             config,
             target: p.target,
+            workers: p.workers,
             editing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -100,7 +104,8 @@ impl ControlService {
         };
         #[cfg(not(unix))]
         let (healthy, detail) = (false, "none on this machine: jobs run in the Linux worker");
-        let containerd = v1::ComponentHealth { name: "containerd".into(), healthy, detail: detail.into() };
+        let containerd =
+            v1::ComponentHealth { name: "containerd".into(), healthy, detail: detail.into(), ..Default::default() };
         let cached = self.disk.lock().ok().and_then(|d| *d).filter(|(at, _)| at.elapsed() < DISK_EVERY);
         let bytes = match cached {
             Some((_, b)) => b,
@@ -113,7 +118,8 @@ impl ControlService {
                 b
             }
         };
-        Host { containerd, data_dir: self.dirs.root.display().to_string(), data_dir_bytes: bytes }
+        let workers = self.workers.iter().map(|w| w.status()).collect();
+        Host { containerd, workers, data_dir: self.dirs.root.display().to_string(), data_dir_bytes: bytes }
     }
 
     fn resolve(&self, id: &str) -> Result<ForgeJobRecord, ControlError> {

@@ -117,9 +117,31 @@ pub fn runner_prefix(prefix: &str) -> String {
     format!("{prefix}-{host}-")
 }
 
+/// Where jobs run: where `[worker] mode` runs them, and where a profile's `isolation` sends them.
+#[derive(Clone)]
+pub struct Targets {
+    /// Where `[worker] mode` runs every job.
+    pub default: Arc<dyn Target>,
+    /// This machine's containerd (`isolation = "container"`).
+    pub local: Arc<dyn Target>,
+    /// The worker VM (`isolation = "vm"`), when the config asked for one at start.
+    pub vm: Option<Arc<dyn Target>>,
+}
+
+impl Targets {
+    /// Where the jobs of `profile` (none: no profile) run; `None` for the VM when there is none.
+    pub fn of(&self, profile: Option<&ProfileConfig>) -> Option<Arc<dyn Target>> {
+        match profile.and_then(|p| p.isolation) {
+            None => Some(self.default.clone()),
+            Some(crate::config::Isolation::Container) => Some(self.local.clone()),
+            Some(crate::config::Isolation::Vm) => self.vm.clone(),
+        }
+    }
+}
+
 pub struct Serve {
     cfg: Config,
-    target: Arc<dyn Target>,
+    targets: Targets,
     store: Store,
     dirs: DataDirs,
     providers: ProviderSet,
@@ -133,13 +155,7 @@ pub struct Serve {
 impl Serve {
     /// A daemon may start with no usable provider: it then waits for credentials or config through the
     /// control API.
-    pub fn new(
-        cfg: Config,
-        target: Arc<dyn Target>,
-        store: Store,
-        dirs: DataDirs,
-        built: Built,
-    ) -> Result<Self, ServeError> {
+    pub fn new(cfg: Config, targets: Targets, store: Store, dirs: DataDirs, built: Built) -> Result<Self, ServeError> {
         if cfg.runner.dir.is_none() && !cfg.scheduler.profiles.iter().any(|p| p.runner_cmd.is_some()) {
             return Err(ServeError::NoRunner);
         }
@@ -154,7 +170,7 @@ impl Serve {
         let providers = Arc::new(std::sync::RwLock::new(built.providers));
         Ok(Self {
             cfg,
-            target,
+            targets,
             store,
             dirs,
             providers,
@@ -454,11 +470,11 @@ impl Serve {
     fn kill(&self, key: &JobKey, tracked: &HashMap<JobKey, Tracked>) {
         let Some(t) = tracked.get(key) else { return };
         let Some(id) = t.runtime_id.clone() else { return };
+        let Some(target) = self.targets.of(t.profile.as_ref()) else { return };
         journal(
             "the job's outcome",
             self.store.forge_job_outcome(&key.provider, key.forge_job_id, None, Some("killed")),
         );
-        let target = self.target.clone();
         tokio::spawn(
             async move {
                 warn!("killing the job, as asked");
@@ -539,6 +555,10 @@ impl Serve {
                     tracing::debug!(job = job.id, "no runner for this job's profile (no runner tree, no runner_cmd)");
                     return None;
                 }
+                if self.targets.of(profile.as_ref()).is_none() {
+                    tracing::debug!(job = job.id, "the job's profile asks for the worker VM, set up only at start");
+                    return None;
+                }
                 journal(
                     "the job as seen",
                     self.store.forge_job_seen(
@@ -611,7 +631,8 @@ impl Serve {
                     let (image, limits) = self.image_and_limits(t);
                     let cmd = self.runner_cmd(t.profile.as_ref()).unwrap_or_default();
                     let endpoints = t.provider.endpoints();
-                    let (target, store) = (self.target.clone(), self.store.clone());
+                    let Some(target) = self.targets.of(t.profile.as_ref()) else { continue };
+                    let store = self.store.clone();
                     let tx = tx.clone();
                     let span = job_span(&t.job, &t.runner_name);
                     let log_max = self.cfg.history.log_max.0;
@@ -619,10 +640,10 @@ impl Serve {
                     tokio::spawn(async move { run_job(target, store, key, claim, launch, tx).await }.instrument(span));
                 }
                 Action::Stop(key, reason) => {
-                    let Some(id) = tracked.get(&key).and_then(|t| t.runtime_id.clone()) else { continue };
-                    let target = self.target.clone();
-                    let span =
-                        tracked.get(&key).map(|t| job_span(&t.job, &t.runner_name)).unwrap_or_else(tracing::Span::none);
+                    let Some(t) = tracked.get(&key) else { continue };
+                    let Some(id) = t.runtime_id.clone() else { continue };
+                    let Some(target) = self.targets.of(t.profile.as_ref()) else { continue };
+                    let span = job_span(&t.job, &t.runner_name);
                     tokio::spawn(
                         async move {
                             warn!(?reason, "stopping the job");
@@ -634,7 +655,8 @@ impl Serve {
                 }
                 Action::Cleanup(key) => {
                     let Some(t) = tracked.get(&key) else { continue };
-                    let (target, store) = (self.target.clone(), self.store.clone());
+                    let target = self.targets.of(t.profile.as_ref());
+                    let store = self.store.clone();
                     let (p, claim, id) = (t.provider.clone(), t.claim.clone(), t.runtime_id.clone());
                     let job = t.job.clone();
                     let tx = tx.clone();
@@ -642,6 +664,7 @@ impl Serve {
                     tokio::spawn(
                         async move {
                             if let Some(id) = &id
+                                && let Some(target) = &target
                                 && let Err(e) = target.destroy(id).await
                             {
                                 warn!(error = %e, "cleanup left resources; the next start removes them");

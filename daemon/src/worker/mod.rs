@@ -38,11 +38,34 @@ pub struct Booted {
     pub token: Token,
 }
 
+/// Where a worker is, as `ephemerd status` and the tray show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Stopped,
+    Booting,
+    Ready,
+    Stopping,
+}
+
+/// A worker as `ephemerd status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// What it is (`worker VM`).
+    pub name: String,
+    pub state: WorkerState,
+    /// False when the worker that was ready has died (the next job boots another).
+    pub healthy: bool,
+    /// What runs it, and when it stops (`qemu (tcg) · stops after 5m idle`).
+    pub detail: String,
+}
+
 /// Boots a Linux worker and watches it.
 #[async_trait::async_trait]
 pub trait Host: Send + Sync {
     /// What the worker is, for messages (`namespace worker`).
     fn kind(&self) -> &'static str;
+    /// What runs it, for `ephemerd status` (`qemu (tcg)`).
+    fn backend(&self) -> String;
     /// Boots a fresh worker, stopping one still there (of an earlier boot, or of a crashed daemon).
     async fn boot(&self) -> Result<Booted, HostError>;
     /// Whether the worker booted last still runs.
@@ -61,15 +84,39 @@ pub trait Host: Send + Sync {
 /// A host, and a line saying what it is.
 pub type Described = (std::sync::Arc<dyn Host>, String);
 
-/// The worker `cfg` asks for (`None` for local jobs), and a line saying what it is.
+/// Every worker `cfg` asks for: the one of `[worker] mode` (`None` for local jobs), and the worker VM of
+/// the profiles with `isolation = "vm"` when the mode's worker is not that VM already.
+#[cfg(target_os = "linux")]
+pub struct Hosts {
+    pub mode: Option<Described>,
+    pub vm: Option<Described>,
+}
+
+#[cfg(target_os = "linux")]
+pub fn hosts_of(
+    cfg: &crate::config::Config,
+    dirs: &crate::platform::DataDirs,
+    log_level: &str,
+) -> Result<Hosts, HostError> {
+    use crate::config::WorkerMode;
+    let mode = host_of(cfg, cfg.worker.mode, dirs, log_level)?;
+    let vm = match cfg.worker.mode != WorkerMode::Vm && cfg.wants_vm() {
+        true => host_of(cfg, WorkerMode::Vm, dirs, log_level)?,
+        false => None,
+    };
+    Ok(Hosts { mode, vm })
+}
+
+/// The worker of `mode`, as `cfg` sets it up (`None` for local jobs), and a line saying what it is.
 #[cfg(target_os = "linux")]
 pub fn host_of(
     cfg: &crate::config::Config,
+    mode: crate::config::WorkerMode,
     dirs: &crate::platform::DataDirs,
     log_level: &str,
 ) -> Result<Option<Described>, HostError> {
     use crate::config::WorkerMode;
-    match cfg.worker.mode {
+    match mode {
         WorkerMode::Local => Ok(None),
         WorkerMode::Namespace => {
             let host = namespace::NamespaceHost::new(cfg, dirs, log_level)?;

@@ -250,6 +250,10 @@ impl Host for NamespaceHost {
         "namespace worker"
     }
 
+    fn backend(&self) -> String {
+        "namespaces".into()
+    }
+
     async fn boot(&self) -> Result<Booted, HostError> {
         self.stop().await?;
         std::fs::create_dir_all(self.dir()).map_err(|e| HostError::Io(format!("{}: {e}", self.dir().display())))?;

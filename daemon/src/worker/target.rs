@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{Host, HostError};
+use super::{Host, HostError, WorkerState, WorkerStatus};
 use crate::dispatch::RemoteTarget;
 use crate::platform::DataDirs;
 use crate::store::Store;
@@ -32,6 +32,28 @@ pub struct WorkerTarget {
     jobs: Mutex<HashMap<String, (u64, Arc<RemoteTarget>)>>,
     /// When the worker last had work (a job began or ended, an image was prepared).
     busy_at: Mutex<std::time::Instant>,
+    /// Images being prepared (a boot or a pull for a job not begun yet): the worker is not idle then.
+    preparing: std::sync::atomic::AtomicUsize,
+    state: Mutex<WorkerState>,
+    /// `[worker] idle_stop`, once `stop_when_idle` runs.
+    idle_stop: Mutex<Option<std::time::Duration>>,
+}
+
+/// Counts one image being prepared while it lives; the worker is busy from its end too.
+struct Preparing<'a>(&'a WorkerTarget);
+
+impl<'a> Preparing<'a> {
+    fn new(t: &'a WorkerTarget) -> Self {
+        t.preparing.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(t)
+    }
+}
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.preparing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl WorkerTarget {
@@ -45,7 +67,22 @@ impl WorkerTarget {
             booting: tokio::sync::Mutex::new(()),
             jobs: Mutex::default(),
             busy_at: Mutex::new(std::time::Instant::now()),
+            preparing: std::sync::atomic::AtomicUsize::new(0),
+            state: Mutex::new(WorkerState::Stopped),
+            idle_stop: Mutex::new(None),
         }
+    }
+
+    fn set_state(&self, s: WorkerState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Stops the host, in the states a user sees.
+    async fn stop_host(&self) -> Result<(), HostError> {
+        self.set_state(WorkerState::Stopping);
+        let r = self.host.stop().await;
+        self.set_state(WorkerState::Stopped);
+        r
     }
 
     fn touch(&self) {
@@ -55,26 +92,33 @@ impl WorkerTarget {
     /// Stops the worker once it has had no job for `idle`, for as long as the daemon runs (a task of its
     /// own); the next job boots it again.
     pub async fn stop_when_idle(self: Arc<Self>, idle: std::time::Duration) {
+        *self.idle_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(idle);
         let tick = idle.min(std::time::Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
-            let idle_for = self.busy_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-            if idle_for < idle
-                || self.live().is_none()
-                || !self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
-            {
+            if self.idle_for() < idle || self.live().is_none() {
                 continue;
             }
             let _one = self.booting.lock().await;
-            let idle_for = self.busy_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-            if idle_for < idle || !self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            let idle_for = self.idle_for();
+            if idle_for < idle {
                 continue;
             }
             tracing::info!(worker = self.host.kind(), idle_s = idle_for.as_secs(), "the worker is idle: stopping it");
             self.current.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Err(e) = self.host.stop().await {
+            if let Err(e) = self.stop_host().await {
                 tracing::warn!(worker = self.host.kind(), error = %e, "cannot stop the idle worker");
             }
+        }
+    }
+
+    /// How long the worker has had nothing to do: no job, no image being prepared (zero while it has).
+    fn idle_for(&self) -> std::time::Duration {
+        let busy = self.preparing.load(std::sync::atomic::Ordering::SeqCst) > 0
+            || !self.jobs.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        match busy {
+            true => std::time::Duration::ZERO,
+            false => self.busy_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed(),
         }
     }
 
@@ -101,15 +145,23 @@ impl WorkerTarget {
         if self.current.lock().unwrap_or_else(|e| e.into_inner()).take().is_some() {
             tracing::warn!(worker = self.host.kind(), "the worker has died: booting a new one");
         }
-        let booted = self.host.boot().await.map_err(|e| self.gone("boot", e.to_string()))?;
+        self.set_state(WorkerState::Booting);
+        let booted = match self.host.boot().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.set_state(WorkerState::Stopped);
+                return Err(self.gone("boot", e.to_string()));
+            }
+        };
         let remote =
             match RemoteTarget::connect(&booted.addr, booted.token, self.dirs.clone(), self.store.clone()).await {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
-                    let _ = self.host.stop().await;
+                    let _ = self.stop_host().await;
                     return Err(e);
                 }
             };
+        self.set_state(WorkerState::Ready);
         let n = {
             let mut b = self.boots.lock().unwrap_or_else(|e| e.into_inner());
             *b += 1;
@@ -138,13 +190,32 @@ impl WorkerTarget {
     pub async fn stop(&self) -> Result<(), HostError> {
         let _one = self.booting.lock().await;
         self.current.lock().unwrap_or_else(|e| e.into_inner()).take();
-        self.host.stop().await
+        self.stop_host().await
+    }
+
+    /// The worker as `ephemerd status` shows it.
+    pub fn status(&self) -> WorkerStatus {
+        let state = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let died = state == WorkerState::Ready && !self.host.alive();
+        let mut detail = self.host.backend();
+        if died {
+            detail.push_str(" · it died; the next job boots another");
+        } else if let Some(idle) = *self.idle_stop.lock().unwrap_or_else(|e| e.into_inner()) {
+            detail.push_str(&format!(" · stops after {} idle", humantime::format_duration(idle)));
+        }
+        WorkerStatus {
+            name: self.host.kind().into(),
+            state: if died { WorkerState::Stopped } else { state },
+            healthy: !died,
+            detail,
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl Target for WorkerTarget {
     async fn prepare_image(&self, reference: &str, progress: &ProgressFn) -> Result<String, TargetError> {
+        let _busy = Preparing::new(self);
         let (_, remote) = self.worker().await?;
         // Before each job: after this machine slept, or its clock jumped, the worker's clock is set again.
         match remote.push_time().await {

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const SERIAL: &str = "ephemerd-boot";
 /// The config disk's size: the JSON, then zeros.
 pub const DISK_SIZE: usize = 64 * 1024;
+/// What a boot that prepared the image store writes at the start of its config disk once it is done.
+pub const PREPARED: &[u8] = b"ephemerd image store prepared\n";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,8 +32,12 @@ pub struct BootConfig {
     pub data_dir: String,
     pub config: String,
     pub log_level: String,
-    /// Image archives to import, as paths in the guest.
+    /// Image archives to import, as paths in the guest (only when `prepare_store`).
     pub imports: Vec<String>,
+    /// This boot prepares the image store and runs no job: it formats the blank store disk, imports
+    /// `imports` onto it, writes [`PREPARED`] on the config disk and powers off. Otherwise the boot
+    /// mounts its overlay of the prepared store as the worker's containerd root.
+    pub prepare_store: bool,
     /// This machine's clock at boot (ns since the epoch): the guest starts from it.
     pub time_nanos: i64,
 }
@@ -84,6 +90,7 @@ mod tests {
             config: "[network]\nsubnet = \"10.99.0.0/24\"\n".into(),
             log_level: "info".into(),
             imports: vec!["/usr/lib/ephemerd/host/images/0.tar".into()],
+            prepare_store: true,
             time_nanos: 1_700_000_000_000_000_000,
         }
     }

@@ -1,8 +1,10 @@
 //! `ephemerd vm-init`: pid 1 of the worker VM, exec'd by the initramfs (`rootfs/vm-init.sh`) from the
 //! host disk once the root and the host disk are mounted. It mounts the rest (`/proc`, `/sys`, cgroups,
 //! `/run`, `/tmp`), loads the network and balloon drivers, reads the boot config from its one-shot disk
-//! and zeroes that disk, sets the clock, the hostname, the resolvers and the link address, and starts
-//! `ephemerd worker` with the token on its stdin. Then it reaps orphans (containerd's shims) until the
+//! and zeroes that disk, sets the clock, the hostname, the resolvers and the link address, mounts its
+//! overlay of the image store (`store`) as containerd's root, and starts `ephemerd worker` with the token
+//! on its stdin. A boot that prepares the image store formats it, imports the images onto it, says so on
+//! the config disk and powers off instead. Then it reaps orphans (containerd's shims) until the
 //! worker ends, and powers the VM off: a VM lives as long as its worker. Blocking std code, before any
 //! async runtime.
 
@@ -30,14 +32,23 @@ fn io(what: &str, e: impl std::fmt::Display) -> std::io::Error {
 
 /// Runs pid 1; returns only if booting failed (the caller then powers off).
 pub fn run() -> std::io::Error {
-    match boot_worker() {
-        Ok(worker) => {
+    match boot() {
+        Ok(Booted::Worker(worker)) => {
             let code = reap_until(worker);
             eprintln!("ephemerd vm-init: the worker ended (exit {code}): powering off");
         }
+        Ok(Booted::StorePrepared) => eprintln!("ephemerd vm-init: the image store is prepared: powering off"),
         Err(e) => eprintln!("ephemerd vm-init: {e}"),
     }
     power_off()
+}
+
+/// What a boot came to.
+enum Booted {
+    /// The worker runs, as this pid.
+    Worker(Pid),
+    /// The boot prepared the image store (and ran no worker).
+    StorePrepared,
 }
 
 /// Syncs and powers the VM off.
@@ -62,7 +73,7 @@ fn run_cmd(program: &str, args: &[&str]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn boot_worker() -> std::io::Result<Pid> {
+fn boot() -> std::io::Result<Booted> {
     let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt("proc", "/proc", nosuid, None)?;
     mnt("sysfs", "/sys", nosuid, None)?;
@@ -96,6 +107,20 @@ fn boot_worker() -> std::io::Result<Pid> {
         mount(Some(HOST_RUNNER), RUNNER_IN, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| io("binding the runner tree", e))?;
     }
+    // The runner tree first: the worker's config names it, and `image import` checks it.
+    let containerd_root = crate::platform::DataDirs::new(data).containerd_root();
+    std::fs::create_dir_all(&containerd_root)?;
+    let store = disk_with_serial(super::store::SERIAL)?;
+    let root = containerd_root.display().to_string();
+    if cfg.prepare_store {
+        prepare_store(&store, &root, &cfg, data)?;
+        let mut f = std::fs::OpenOptions::new().write(true).open(&disk)?;
+        f.write_all(boot::PREPARED)?;
+        f.sync_all()?;
+        return Ok(Booted::StorePrepared);
+    }
+    mount(Some(&store), root.as_str(), Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
+        .map_err(|e| io(&format!("mounting the image store {} on {root}", store.display()), e))?;
     let mut cmd = Command::new(HOST_BINARY);
     cmd.env_clear()
         .env("PATH", PATH)
@@ -109,25 +134,60 @@ fn boot_worker() -> std::io::Result<Pid> {
         .arg("--own-clock")
         .arg("--listen")
         .arg(format!("{}:{}", cfg.address, cfg.port));
-    for i in &cfg.imports {
-        cmd.arg("--import").arg(i);
-    }
     let mut child = cmd.stdin(Stdio::piped()).spawn().map_err(|e| io(&format!("starting {HOST_BINARY}"), e))?;
     let mut stdin = child.stdin.take().ok_or_else(|| io("the worker's stdin", "missing"))?;
     stdin.write_all(format!("{}\n", cfg.token).as_bytes())?;
     drop(stdin);
-    Ok(Pid::from_raw(child.id() as i32))
+    Ok(Booted::Worker(Pid::from_raw(child.id() as i32)))
 }
 
-/// The block device whose virtio serial is `serial`.
-fn disk_with_serial(serial: &str) -> std::io::Result<PathBuf> {
-    for e in std::fs::read_dir("/sys/block")?.flatten() {
-        let s = std::fs::read_to_string(e.path().join("serial")).unwrap_or_default();
-        if s.trim() == serial {
-            return Ok(Path::new("/dev").join(e.file_name()));
-        }
+/// Formats the blank store disk, mounts it on containerd's root, imports the images onto it with
+/// `ephemerd image import` (its containerd started and stopped each time), and unmounts it, all written.
+fn prepare_store(store: &Path, root: &str, cfg: &BootConfig, data: &Path) -> std::io::Result<()> {
+    let dev = store.display().to_string();
+    run_cmd(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-O",
+            "^has_journal",
+            "-E",
+            "lazy_itable_init=1,nodiscard",
+            "-L",
+            "ephemerd-store",
+            &dev,
+        ],
+    )?;
+    mount(Some(store), root, Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
+        .map_err(|e| io(&format!("mounting the new image store {dev} on {root}"), e))?;
+    let config = data.join("config.toml");
+    for file in &cfg.imports {
+        let data_dir = data.display().to_string();
+        let config = config.display().to_string();
+        let args =
+            ["--data-dir", &data_dir, "--config", &config, "--log-level", &cfg.log_level, "image", "import", file];
+        run_cmd(HOST_BINARY, &args)?;
+        eprintln!("ephemerd vm-init: imported {file} into the image store");
     }
-    Err(io("the config disk", format!("no disk has the serial {serial}")))
+    nix::unistd::sync();
+    nix::mount::umount(root).map_err(|e| io(&format!("unmounting the image store from {root}"), e))
+}
+
+/// The block device whose virtio serial is `serial` (waiting up to 5 s for it to appear).
+fn disk_with_serial(serial: &str) -> std::io::Result<PathBuf> {
+    for _ in 0..500 {
+        for e in std::fs::read_dir("/sys/block")?.flatten() {
+            let s = std::fs::read_to_string(e.path().join("serial")).unwrap_or_default();
+            if s.trim() == serial {
+                return Ok(Path::new("/dev").join(e.file_name()));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(io("the VM's disks", format!("no disk has the serial {serial}")))
 }
 
 /// Reads the boot config and overwrites it with zeros, so it is read once.

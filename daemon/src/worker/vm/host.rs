@@ -1,19 +1,19 @@
 //! [`VmHost`]: the [`Host`] that boots the worker as a VM through a [`LinuxVm`]. Per boot it makes the
-//! host disk if its inputs changed, writes the one-shot config disk (token, address, resolvers, the
-//! worker's config), brings the instance's tap link up, starts the VM and waits until the worker listens;
-//! then (once the worker answers Hello with the token) it deletes the config disk. Stopping stops the VM (deleting its overlay) and takes the link down.
-//! Files live in `DATA/vm`: host.img (kept), console.log (the last boot's console), and while a VM runs
-//! its overlay, QMP socket and pid file.
+//! host disk if its inputs changed, prepares the image store (`store`) if it is stale, writes the
+//! one-shot config disk (token, address, resolvers, the worker's config), brings the instance's tap link
+//! up, starts the VM and waits until the worker listens; then (once the worker answers Hello with the
+//! token) it deletes the config disk. Stopping stops the VM (deleting its overlays) and takes the link
+//! down. Files live in `DATA/vm`: host.img and store.img (kept), console.log (the last boot's console),
+//! and while a VM runs its overlays, QMP socket and pid file.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use super::boot::BootConfig;
-use super::{LinuxVm, VmSpec, VmState, hostdisk};
+use super::{LinuxVm, VmSpec, hostdisk, store};
 use crate::config::{Config, Ipv4Net};
 use crate::dispatch::auth::Token;
 use crate::platform::DataDirs;
@@ -22,8 +22,10 @@ use crate::worker::link::Link;
 use crate::worker::namespace::{PORT, worker_config};
 use crate::worker::{Booted, Host, HostError};
 
-/// How long a boot may take before the worker answers (TCG is slow; image imports come first).
+/// How long a boot may take before the worker answers (TCG is slow).
 const BOOT_WAIT: Duration = Duration::from_secs(300);
+/// How long the boot that prepares the image store may take (it imports every image, under TCG too).
+const PREPARE_WAIT: Duration = Duration::from_secs(900);
 
 pub struct VmHost {
     vm: Box<dyn LinuxVm>,
@@ -31,6 +33,9 @@ pub struct VmHost {
     link: Link,
     cpus: u32,
     memory_mib: u64,
+    disk: u64,
+    /// The boot set's base disk (the image store's stamp covers it).
+    base: PathBuf,
     runner_dir: Option<PathBuf>,
     images: Vec<PathBuf>,
     worker_config: String,
@@ -40,7 +45,6 @@ pub struct VmHost {
     data_in: String,
     /// The binary the VM runs (by default our own).
     exe: Option<PathBuf>,
-    state: Mutex<VmState>,
 }
 
 impl VmHost {
@@ -60,6 +64,8 @@ impl VmHost {
             link,
             cpus: cfg.worker.cpus,
             memory_mib: cfg.worker.memory.0 >> 20,
+            disk: cfg.worker.disk.0,
+            base: cfg.worker.vm_image.clone().unwrap_or_default().join("base.img"),
             runner_dir: cfg.runner.dir.clone(),
             images: cfg.worker.images.clone(),
             dns,
@@ -67,7 +73,6 @@ impl VmHost {
             log_level: log_level.to_string(),
             data_in: format!("/var/lib/ephemerd/{}", instance.id()),
             exe: None,
-            state: Mutex::new(VmState::Stopped),
         })
     }
 
@@ -83,14 +88,6 @@ impl VmHost {
 
     pub fn backend(&self) -> &'static str {
         self.vm.backend()
-    }
-
-    pub fn state(&self) -> VmState {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_state(&self, s: VmState) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -118,7 +115,11 @@ impl VmHost {
         lines[lines.len().saturating_sub(6)..].join(" | ")
     }
 
-    fn write_boot_disk(&self, token: &Token, imports: Vec<String>) -> Result<(), HostError> {
+    fn store(&self) -> PathBuf {
+        self.dir().join("store.img")
+    }
+
+    fn write_boot_disk(&self, token: &Token, imports: Vec<String>, prepare_store: bool) -> Result<(), HostError> {
         let cfg = BootConfig {
             token: token.expose_hex(),
             address: self.link.worker_ip(),
@@ -131,6 +132,7 @@ impl VmHost {
             config: self.worker_config.clone(),
             log_level: self.log_level.clone(),
             imports,
+            prepare_store,
             time_nanos: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
@@ -145,6 +147,58 @@ impl VmHost {
         Ok(())
     }
 
+    /// Prepares the image store unless it is current: a boot that imports the images onto a blank store
+    /// and powers off, saying on its config disk that it is done.
+    async fn ensure_store(&self, inputs: &hostdisk::Inputs<'_>, spec: &VmSpec) -> Result<(), HostError> {
+        let stamp = store::stamp(&self.base, inputs, self.disk)?;
+        if store::current(&spec.store, &stamp) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        tracing::info!(images = inputs.images.len(), "preparing the VM's image store: one boot imports the images");
+        let new = spec.store.with_extension("new");
+        store::blank(&new, self.disk)?;
+        self.write_boot_disk(&Token::generate(), inputs.imports(), true)?;
+        let prepare = VmSpec { store: new.clone(), prepare_store: true, ..spec.clone() };
+        let prepared = self.run_to_end(&prepare).await;
+        let report = std::fs::read(self.boot_disk()).unwrap_or_default();
+        let _ = std::fs::remove_file(self.boot_disk());
+        let prepared = prepared.and_then(|said| match report.starts_with(super::boot::PREPARED) {
+            true => Ok(()),
+            false => Err(HostError::Start(format!(
+                "the boot that prepares the VM's image store ended without preparing it ({said}): {}",
+                self.console_tail()
+            ))),
+        });
+        if let Err(e) = prepared {
+            let _ = std::fs::remove_file(&new);
+            return Err(e);
+        }
+        store::install(&new, &spec.store, &stamp)?;
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "the VM's image store is prepared");
+        Ok(())
+    }
+
+    /// Runs a VM that ends by itself (within [`PREPARE_WAIT`]); what its hypervisor said.
+    async fn run_to_end(&self, spec: &VmSpec) -> Result<String, HostError> {
+        self.vm.start(spec).await?;
+        let deadline = tokio::time::Instant::now() + PREPARE_WAIT;
+        while self.vm.running().is_ok() {
+            if tokio::time::Instant::now() >= deadline {
+                let _ = self.vm.stop().await;
+                return Err(HostError::Start(format!(
+                    "the boot that prepares the VM's image store did not end within {} s: {}",
+                    PREPARE_WAIT.as_secs(),
+                    self.console_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let said = self.vm.exit_reason().await;
+        self.vm.stop().await?;
+        Ok(said)
+    }
+
     async fn boot_inner(&self) -> Result<Booted, HostError> {
         let dir = self.dir();
         std::fs::create_dir_all(&dir).map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
@@ -157,8 +211,6 @@ impl VmHost {
         let inputs = hostdisk::Inputs { exe: &exe, runner: self.runner_dir.as_deref(), images: &self.images };
         let host_disk = dir.join("host.img");
         hostdisk::ensure(&host_disk, &inputs).await?;
-        let token = Token::generate();
-        self.write_boot_disk(&token, inputs.imports())?;
         self.link.up(&self.dns, &self.host_ports).await?;
         let spec = VmSpec {
             cpus: self.cpus,
@@ -167,7 +219,12 @@ impl VmHost {
             boot_disk: self.boot_disk(),
             console: self.console_log(),
             tap: self.link.host_if.clone(),
+            store: self.store(),
+            prepare_store: false,
         };
+        self.ensure_store(&inputs, &spec).await?;
+        let token = Token::generate();
+        self.write_boot_disk(&token, Vec::new(), false)?;
         self.vm.start(&spec).await?;
         let addr = format!("{}:{PORT}", self.link.worker_ip());
         let deadline = tokio::time::Instant::now() + BOOT_WAIT;
@@ -205,13 +262,15 @@ impl Host for VmHost {
         "worker VM"
     }
 
+    fn backend(&self) -> String {
+        self.vm.backend().into()
+    }
+
     async fn boot(&self) -> Result<Booted, HostError> {
         self.stop().await?;
-        self.set_state(VmState::Booting);
         let started = std::time::Instant::now();
         match self.boot_inner().await {
             Ok(b) => {
-                self.set_state(VmState::Ready);
                 tracing::info!(addr = %b.addr, backend = self.vm.backend(), ms = started.elapsed().as_millis() as u64, "worker VM up");
                 Ok(b)
             }
@@ -235,13 +294,9 @@ impl Host for VmHost {
     }
 
     async fn stop(&self) -> Result<(), HostError> {
-        if self.state() != VmState::Stopped {
-            self.set_state(VmState::Stopping);
-        }
         let r = self.vm.stop().await;
         let _ = std::fs::remove_file(self.boot_disk());
         self.link.down().await?;
-        self.set_state(VmState::Stopped);
         r
     }
 }

@@ -30,12 +30,7 @@ impl Inputs<'_> {
     /// A digest of every input's path, size and modification time.
     fn stamp(&self) -> std::io::Result<String> {
         let mut h = Sha256::new();
-        let mut add = |p: &Path| -> std::io::Result<()> {
-            let m = std::fs::symlink_metadata(p)?;
-            let t = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
-            h.update(format!("{}\0{}\0{}\n", p.display(), m.len(), t.as_nanos()));
-            Ok(())
-        };
+        let mut add = |p: &Path| identify(&mut h, p);
         add(self.exe)?;
         if let Some(r) = self.runner {
             for p in walk(r)? {
@@ -47,6 +42,14 @@ impl Inputs<'_> {
         }
         Ok(hex::encode(h.finalize()))
     }
+}
+
+/// Adds a file's path, size and modification time to `h`.
+pub(super) fn identify(h: &mut Sha256, p: &Path) -> std::io::Result<()> {
+    let m = std::fs::symlink_metadata(p)?;
+    let t = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
+    h.update(format!("{}\0{}\0{}\n", p.display(), m.len(), t.as_nanos()));
+    Ok(())
 }
 
 fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -64,7 +67,7 @@ fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn err(path: &Path, message: impl std::fmt::Display) -> HostError {
+pub(super) fn err(path: &Path, message: impl std::fmt::Display) -> HostError {
     HostError::Rootfs { path: path.to_path_buf(), message: format!("the VM's host disk: {message}") }
 }
 

@@ -12,19 +12,12 @@ pub mod guest;
 pub mod hostdisk;
 #[cfg(target_os = "linux")]
 pub mod qemu;
+#[cfg(target_os = "linux")]
+pub mod store;
 
 use std::path::PathBuf;
 
 use super::HostError;
-
-/// Where a VM is, as `ephemerd status` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmState {
-    Stopped,
-    Booting,
-    Ready,
-    Stopping,
-}
 
 /// One boot's machine and its devices (the token travels on `boot_disk`, never here).
 #[derive(Debug, Clone)]
@@ -35,6 +28,10 @@ pub struct VmSpec {
     pub host_disk: PathBuf,
     /// The one-shot config disk (see [`boot`]).
     pub boot_disk: PathBuf,
+    /// The image store (see `store`): attached itself when `prepare_store`, else the boot gets a
+    /// throwaway overlay of it.
+    pub store: PathBuf,
+    pub prepare_store: bool,
     /// Where the guest's console goes.
     pub console: PathBuf,
     /// The tap device of the link.
@@ -46,13 +43,14 @@ pub struct VmSpec {
 pub trait LinuxVm: Send + Sync {
     /// What runs the VM, for messages and `doctor` (`qemu (kvm)`).
     fn backend(&self) -> &'static str;
-    /// Starts the VM on a fresh copy-on-write overlay of the base disk.
+    /// Starts the VM on fresh copy-on-write overlays of the base disk and (unless it prepares it) the
+    /// image store.
     async fn start(&self, spec: &VmSpec) -> Result<(), HostError>;
     /// Whether the VM started last still runs; why not otherwise.
     fn running(&self) -> Result<(), String>;
     /// What the hypervisor said when it exited.
     async fn exit_reason(&self) -> String;
-    /// Stops the VM (gracefully, then hard), also one a crashed daemon left, and deletes its overlay.
+    /// Stops the VM (gracefully, then hard), also one a crashed daemon left, and deletes its overlays.
     async fn stop(&self) -> Result<(), HostError>;
     /// The files a running VM has (all gone once stopped).
     fn files(&self) -> Vec<PathBuf>;

@@ -1,8 +1,8 @@
 //! The QEMU backend of [`LinuxVm`]: `qemu-system-x86_64` on a q35 machine with KVM where this machine has
 //! hardware virtualization and TCG otherwise, booting the boot set's kernel and initramfs directly, with
-//! virtio disks (the boot's qcow2 overlay of the base disk, the host disk read-only, the one-shot config
-//! disk), virtio-net on the instance's tap device, a balloon with free page reporting, and QMP on a Unix
-//! socket in the instance's VM dir for control. Its pid file and QMP socket find a VM a crashed daemon left.
+//! virtio disks (the boot's qcow2 overlays of the base disk and of the image store, the host disk
+//! read-only, the one-shot config disk), virtio-net on the instance's tap device, a balloon with free page
+//! reporting, and QMP on a Unix socket in the instance's VM dir for control. Its pid file and QMP socket find a VM a crashed daemon left.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -98,6 +98,9 @@ impl QemuVm {
     fn overlay(&self) -> PathBuf {
         self.dir.join("overlay.qcow2")
     }
+    fn store_overlay(&self) -> PathBuf {
+        self.dir.join("store.qcow2")
+    }
     fn qmp_path(&self) -> PathBuf {
         self.dir.join("qmp.sock")
     }
@@ -141,10 +144,15 @@ impl QemuVm {
              i8042.nopnp i8042.dumbkbd"
                 .into(),
         ]);
+        let store = match spec.prepare_store {
+            true => (d(&spec.store), "raw"),
+            false => (d(&self.store_overlay()), "qcow2"),
+        };
         for (id, file, format, serial, ro) in [
             ("root", d(&self.overlay()), "qcow2", "ephemerd-root", false),
             ("host", d(&spec.host_disk), "raw", super::hostdisk::SERIAL, true),
             ("boot", d(&spec.boot_disk), "raw", super::boot::SERIAL, false),
+            ("store", store.0, store.1, super::store::SERIAL, false),
         ] {
             let ro = if ro { ",readonly=on" } else { "" };
             a.push("-drive".into());
@@ -204,6 +212,23 @@ impl QemuVm {
     }
 }
 
+/// A fresh qcow2 overlay at `overlay` of the raw disk `backing`.
+async fn overlay_of(backing: &Path, overlay: &Path) -> Result<(), HostError> {
+    let err = |m: String| HostError::Start(m);
+    let _ = std::fs::remove_file(overlay);
+    let out = tokio::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(backing)
+        .arg(overlay)
+        .output()
+        .await
+        .map_err(|e| err(format!("cannot run qemu-img (apt install qemu-utils): {e}")))?;
+    if !out.status.success() {
+        return Err(err(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl LinuxVm for QemuVm {
     fn backend(&self) -> &'static str {
@@ -217,17 +242,9 @@ impl LinuxVm for QemuVm {
     async fn start(&self, spec: &VmSpec) -> Result<(), HostError> {
         let err = |m: String| HostError::Start(m);
         std::fs::create_dir_all(&self.dir).map_err(|e| err(format!("{}: {e}", self.dir.display())))?;
-        let overlay = self.overlay();
-        let _ = std::fs::remove_file(&overlay);
-        let out = tokio::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&self.set.base)
-            .arg(&overlay)
-            .output()
-            .await
-            .map_err(|e| err(format!("cannot run qemu-img (apt install qemu-utils): {e}")))?;
-        if !out.status.success() {
-            return Err(err(format!("qemu-img create: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        overlay_of(&self.set.base, &self.overlay()).await?;
+        if !spec.prepare_store {
+            overlay_of(&spec.store, &self.store_overlay()).await?;
         }
         let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
         cmd.args(self.args(spec))
@@ -297,7 +314,7 @@ impl LinuxVm for QemuVm {
                 }
             }
         }
-        for f in [self.overlay(), self.qmp_path(), self.pid_path()] {
+        for f in self.files() {
             match std::fs::remove_file(&f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -308,7 +325,7 @@ impl LinuxVm for QemuVm {
     }
 
     fn files(&self) -> Vec<PathBuf> {
-        vec![self.overlay(), self.qmp_path(), self.pid_path()]
+        vec![self.overlay(), self.store_overlay(), self.qmp_path(), self.pid_path()]
     }
 }
 
@@ -327,6 +344,8 @@ mod tests {
             boot_disk: "/d/vm/boot.img".into(),
             console: "/d/vm/console.log".into(),
             tap: "edwabc".into(),
+            store: "/d/vm/store.img".into(),
+            prepare_store: false,
         };
         let a = vm.args(&spec).join(" ");
         for want in [
@@ -340,9 +359,13 @@ mod tests {
             "file=/d/vm/boot.img,format=raw -device virtio-blk-pci,drive=boot,serial=ephemerd-boot",
             "tap,id=net,ifname=edwabc,script=no,downscript=no",
             "virtio-balloon-pci,free-page-reporting=on",
+            "file=/d/vm/store.qcow2,format=qcow2 -device virtio-blk-pci,drive=store,serial=ephemerd-store",
         ] {
             assert!(a.contains(want), "{want:?} not in {a}");
         }
         assert!(!a.contains("token"), "the token never goes on QEMU's command line");
+        assert!(!a.contains("store.img"), "a job boot never gets the store itself");
+        let prepare = vm.args(&VmSpec { prepare_store: true, ..spec }).join(" ");
+        assert!(prepare.contains("file=/d/vm/store.img,format=raw -device virtio-blk-pci,drive=store"), "{prepare}");
     }
 }

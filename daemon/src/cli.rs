@@ -198,6 +198,10 @@ pub enum ImageCommand {
     Import {
         /// The archive file
         file: PathBuf,
+        /// Also make each image's snapshot for jobs' user namespaces now, not at its first job (the
+        /// worker VM's image store is prepared so)
+        #[arg(long, hide = true)]
+        remap_ahead: bool,
     },
     /// Pull an image from its registry (plain HTTP for loopback registries)
     Pull {

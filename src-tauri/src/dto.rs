@@ -59,6 +59,18 @@ pub struct Status {
     pub data_dir: String,
     pub drain_deadline: Option<String>,
     pub uptime_secs: u64,
+    /// The Linux workers jobs run in (the worker VM), with their state.
+    pub workers: Vec<Worker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Worker {
+    pub name: String,
+    /// "stopped", "booting", "ready" or "stopping".
+    pub state: &'static str,
+    pub healthy: bool,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,6 +149,16 @@ impl From<&v1::StatusReply> for Status {
             data_dir: s.data_dir.clone(),
             drain_deadline: time(s.drain_deadline),
             uptime_secs: s.uptime.map(|d| d.seconds.max(0) as u64).unwrap_or(0),
+            workers: s
+                .workers
+                .iter()
+                .map(|w| Worker {
+                    name: w.name.clone(),
+                    state: v1::WorkerState::word_of(w.state),
+                    healthy: w.healthy,
+                    detail: w.detail.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -36,6 +36,16 @@ export interface Status {
   dataDir: string;
   drainDeadline: string | null;
   uptimeSecs: number;
+  /** The Linux workers jobs run in (the worker VM), with their state. */
+  workers: Worker[];
+}
+
+export interface Worker {
+  /** e.g. "worker VM" */
+  name: string;
+  state: 'stopped' | 'booting' | 'ready' | 'stopping' | 'unknown';
+  healthy: boolean;
+  detail: string;
 }
 
 export type CredentialSource = 'keyring' | 'systemd-creds' | 'environment' | 'app_key' | 'file' | 'missing';

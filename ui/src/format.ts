@@ -32,13 +32,14 @@ export function jobStateWord(job: Pick<Job, 'state' | 'conclusion'>): string {
   return isTerminal(job) ? jobPhase(job) : job.state;
 }
 
-/** "2 running · 1 queued · paused"; "idle" when nothing runs or waits. */
+/** "2 running · 1 queued · paused · worker VM ready"; "idle" when nothing runs or waits. */
 export function statusLine(status: Status): string {
   const parts: string[] = [];
   if (status.activeJobs > 0) parts.push(`${status.activeJobs} running`);
   if (status.queuedJobs > 0) parts.push(`${status.queuedJobs} queued`);
   if (parts.length === 0) parts.push('idle');
   if (status.state !== 'running') parts.push(status.state);
+  for (const w of status.workers ?? []) parts.push(`${w.name} ${w.state}${w.healthy ? '' : ' (died)'}`);
   return parts.join(' · ');
 }
 

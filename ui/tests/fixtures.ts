@@ -27,6 +27,7 @@ export function status(over: Partial<Status> = {}): Status {
     dataDir: '/var/lib/ephemerd',
     drainDeadline: null,
     uptimeSecs: 60,
+    workers: [],
     ...over,
   };
 }

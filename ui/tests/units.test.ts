@@ -22,6 +22,11 @@ describe('words', () => {
     expect(statusLine(status({ activeJobs: 2, queuedJobs: 1, state: 'paused' }))).toBe('2 running · 1 queued · paused');
     expect(statusLine(status({ state: 'draining' }))).toBe('idle · draining');
     expect(statusLine(status({ queuedJobs: 3 }))).toBe('3 queued');
+    const vm = { name: 'worker VM', state: 'booting' as const, healthy: true, detail: 'qemu (kvm)' };
+    expect(statusLine(status({ activeJobs: 1, workers: [vm] }))).toBe('1 running · worker VM booting');
+    expect(statusLine(status({ workers: [{ ...vm, state: 'stopped', healthy: false }] }))).toBe(
+      'idle · worker VM stopped (died)',
+    );
   });
 
   it('formats durations', () => {

@@ -8,13 +8,24 @@ use ephemerd::runtime::containerd::image::normalize;
 
 use super::{EXIT_INTERRUPTED, Session, out, progress_printer, unless_interrupted, usage};
 
-pub async fn import(file: &Path, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
+pub async fn import(file: &Path, remap_ahead: bool, cfg: Config, dirs: DataDirs) -> anyhow::Result<u8> {
     if !file.is_file() {
         return Err(usage(format!("image archive {} does not exist", file.display())));
     }
     let s = Session::start(&cfg, &dirs).await?;
     let progress = progress_printer(format!("Importing {}", file.display()));
-    let r = unless_interrupted(s.runtime.images.import(file, &progress)).await;
+    let imported = async {
+        let images = s.runtime.images.import(file, &progress).await?;
+        if remap_ahead {
+            for img in &images {
+                s.runtime.remap_ahead(img).await.map_err(|e| {
+                    anyhow::Error::new(e).context(format!("remapping {} for user namespaces", img.name))
+                })?;
+            }
+        }
+        Ok::<_, anyhow::Error>(images)
+    };
+    let r = unless_interrupted(imported).await;
     s.stop().await;
     let Some(r) = r? else { return Ok(EXIT_INTERRUPTED) };
     for img in r? {

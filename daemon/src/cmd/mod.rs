@@ -100,7 +100,9 @@ pub async fn dispatch(mut cli: Cli) -> anyhow::Result<u8> {
         #[cfg(target_os = "linux")]
         Command::Run(args) => run::run(args, cfg, dirs).await,
         #[cfg(target_os = "linux")]
-        Command::Image(ImageCommand::Import { file }) => image::import(&file, cfg, dirs).await,
+        Command::Image(ImageCommand::Import { file, remap_ahead }) => {
+            image::import(&file, remap_ahead, cfg, dirs).await
+        }
         #[cfg(target_os = "linux")]
         Command::Image(ImageCommand::Pull { reference }) => image::pull(&reference, cfg, dirs).await,
         #[cfg(target_os = "linux")]

@@ -315,6 +315,20 @@ impl Runtime {
         Ok(())
     }
 
+    /// Makes `image`'s snapshot for jobs' user namespaces now (when they get one), so that its first job
+    /// does not wait for it: the worker VM's image store is prepared so. It lasts as long as the image.
+    pub async fn remap_ahead(&self, image: &containerd::Image) -> Result<(), RuntimeError> {
+        let Some(base) = self.uid_base else { return Ok(()) };
+        let lease = self.ctr.create_lease("remap", Duration::from_secs(600)).await?;
+        let made = {
+            let _one = self.remapping.lock().await;
+            containerd::remap::ensure(&self.ctr, image, base, &lease, &self.dirs.run_dir()).await
+        };
+        self.ctr.delete_lease(&lease).await;
+        made?;
+        Ok(())
+    }
+
     pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         Ok(task::start(&self.ctr, id).await?)
     }

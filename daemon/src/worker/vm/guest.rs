@@ -142,7 +142,9 @@ fn boot() -> std::io::Result<Booted> {
 }
 
 /// Formats the blank store disk, mounts it on containerd's root, imports the images onto it with
-/// `ephemerd image import` (its containerd started and stopped each time), and unmounts it, all written.
+/// `ephemerd image import --remap-ahead` (its containerd started and stopped each time; each image's
+/// snapshot for jobs' user namespaces made too, which a job boot would otherwise make for its first job),
+/// and unmounts it, all written.
 fn prepare_store(store: &Path, root: &str, cfg: &BootConfig, data: &Path) -> std::io::Result<()> {
     let dev = store.display().to_string();
     run_cmd(
@@ -167,8 +169,18 @@ fn prepare_store(store: &Path, root: &str, cfg: &BootConfig, data: &Path) -> std
     for file in &cfg.imports {
         let data_dir = data.display().to_string();
         let config = config.display().to_string();
-        let args =
-            ["--data-dir", &data_dir, "--config", &config, "--log-level", &cfg.log_level, "image", "import", file];
+        let args = [
+            "--data-dir",
+            &data_dir,
+            "--config",
+            &config,
+            "--log-level",
+            &cfg.log_level,
+            "image",
+            "import",
+            "--remap-ahead",
+            file,
+        ];
         run_cmd(HOST_BINARY, &args)?;
         eprintln!("ephemerd vm-init: imported {file} into the image store");
     }

@@ -2,7 +2,8 @@
 //! "local"`) and by `[worker] mode = "vm"`: the daemon boots the worker rootfs as a VM under QEMU (KVM where
 //! this machine has hardware virtualization, TCG otherwise) when the first job arrives, dispatches the fake
 //! GitHub's jobs to it, streams their logs back, and stops the VM once it idles, leaving nothing. Faults: a
-//! wrong token, a paused VM's clock (set back before the next job), kill -9 of QEMU and of the daemon.
+//! wrong token, a paused VM's clock and one moved an hour ahead (set back before the next job), kill -9 of
+//! QEMU and of the daemon.
 
 // Each test holds the serial guard for its whole run: holding it across awaits is the point.
 #![allow(clippy::await_holding_lock)]
@@ -206,4 +207,45 @@ async fn a_wrong_token_is_refused_a_paused_guest_gets_its_clock_back_and_a_kille
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     assert!(!d.log().contains(TOKEN), "no secret in the log");
     d.assert_clean();
+}
+
+/// The guest's clock moved 1 h ahead (through the worker's own SetTime, with the boot's token, which only
+/// the daemon holds; here the test boots the VM itself): the push before the next job finds it an hour
+/// off and sets it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_clock_an_hour_off_is_set_back_by_the_push_before_the_next_job() {
+    use ephemerd::worker::Host;
+    use ephemerd::worker::vm::qemu::{BootSet, QemuVm, pick_accel};
+    let _s = serial();
+    let dir = short_tempdir();
+    let dirs = ephemerd::platform::DataDirs::new(dir.path());
+    dirs.create().unwrap();
+    // No image archives: this test runs no job, so its image store needs only formatting.
+    let cfg = ephemerd::config::Config::parse(&format!(
+        "[worker]\nmode = \"vm\"\nvm_image = \"{}\"\nlink = \"{LINK}\"\ncpus = 2\nmemory = \"1536MiB\"\n",
+        vm_image().unwrap().display()
+    ))
+    .unwrap();
+    let set = BootSet::in_dir(&vm_image().unwrap()).unwrap();
+    let qemu = QemuVm::new(dirs.root.join("vm"), "ephemerd-test-clock-vm".into(), set, pick_accel(None).0);
+    let host =
+        ephemerd::worker::vm::VmHost::new(Box::new(qemu), &cfg, &dirs, "info").unwrap().with_binary(ephemerd_bin());
+    let booted = host.boot().await.unwrap();
+    let store = ephemerd::store::Store::open(&dirs.journal()).unwrap();
+    let remote =
+        ephemerd::dispatch::RemoteTarget::connect(&booted.addr, booted.token, dirs.clone(), store).await.unwrap();
+    let (offset, _) = remote.push_time().await.unwrap();
+    assert!(offset.abs() < 5_000_000_000, "the guest starts from this machine's clock: off by {offset} ns");
+    let hour: i64 = 3600 * 1_000_000_000;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let (_, stepped) = remote.set_time(now() + hour).await.unwrap();
+    assert!(stepped, "the guest's clock moved an hour ahead");
+    let (offset, stepped) = remote.push_time().await.unwrap();
+    assert!(stepped, "the push set it back");
+    assert!((offset - hour).abs() < 5_000_000_000, "the guest was an hour ahead: {offset} ns");
+    let (offset, stepped) = remote.push_time().await.unwrap();
+    assert!(!stepped && offset.abs() < 100_000_000, "now it is on time: {offset} ns");
+    drop(remote);
+    host.stop().await.unwrap();
+    assert!(!host.present().await, "the VM and its link are gone");
 }

@@ -96,6 +96,11 @@ impl RemoteTarget {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or_default();
+        self.set_time(unix_nanos).await
+    }
+
+    /// Tells the worker the time is `unix_nanos` (a test moves a worker's clock so); as `push_time`.
+    pub async fn set_time(&self, unix_nanos: i64) -> Result<(i64, bool), TargetError> {
         let r = self.client().set_time(d::SetTimeRequest { unix_nanos }).await.map_err(self.err("set time"))?;
         let r = r.into_inner();
         Ok((r.offset_nanos, r.stepped))

@@ -119,8 +119,7 @@ fn boot() -> std::io::Result<Booted> {
         f.sync_all()?;
         return Ok(Booted::StorePrepared);
     }
-    mount(Some(&store), root.as_str(), Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
-        .map_err(|e| io(&format!("mounting the image store {} on {root}", store.display()), e))?;
+    mount_store(&store, &root)?;
     let mut cmd = Command::new(HOST_BINARY);
     cmd.env_clear()
         .env("PATH", PATH)
@@ -139,6 +138,12 @@ fn boot() -> std::io::Result<Booted> {
     stdin.write_all(format!("{}\n", cfg.token).as_bytes())?;
     drop(stdin);
     Ok(Booted::Worker(Pid::from_raw(child.id() as i32)))
+}
+
+/// Mounts the image store (or a boot's overlay of it) on containerd's root.
+fn mount_store(store: &Path, root: &str) -> std::io::Result<()> {
+    mount(Some(store), root, Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
+        .map_err(|e| io(&format!("mounting the image store {} on {root}", store.display()), e))
 }
 
 /// Formats the blank store disk, mounts it on containerd's root, imports the images onto it with
@@ -163,8 +168,7 @@ fn prepare_store(store: &Path, root: &str, cfg: &BootConfig, data: &Path) -> std
             &dev,
         ],
     )?;
-    mount(Some(store), root, Some("ext4"), MsFlags::MS_NOATIME, None::<&str>)
-        .map_err(|e| io(&format!("mounting the new image store {dev} on {root}"), e))?;
+    mount_store(store, root)?;
     let config = data.join("config.toml");
     for file in &cfg.imports {
         let data_dir = data.display().to_string();

@@ -86,10 +86,6 @@ impl VmHost {
         &self.link
     }
 
-    pub fn backend(&self) -> &'static str {
-        self.vm.backend()
-    }
-
     pub fn dir(&self) -> PathBuf {
         self.dirs.root.join("vm")
     }
